@@ -1,0 +1,162 @@
+"""Autograd operators around the compiled recursions.
+
+Each operator takes rows ``(rows, samples)`` plus per-row coefficients and picks
+the CPU (numba) or CUDA (numba.cuda) kernel by the input's device. Their backward
+passes are the hand-written adjoints in the kernel modules, so no per-sample Python
+loop runs in either direction.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+# numba's workqueue layer may not be re-entered from several threads; the project
+# calls kernels from one thread at a time, so this is only a safety default.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+
+def _cpu():
+    from dsp import _cpu_kernels
+
+    return _cpu_kernels
+
+
+def _cuda():
+    try:
+        from dsp import _cuda_kernels
+    except Exception as exc:  # pragma: no cover - depends on the CUDA toolchain
+        raise RuntimeError(
+            "CUDA kernels need numba-cuda (pip install 'automaster[cuda]'): " + str(exc)
+        ) from exc
+    return _cuda_kernels
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+class _Biquad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        c = coef.detach().to(torch.float64).contiguous()
+        y = torch.empty_like(x)
+        if x.is_cuda:
+            _cuda().biquad_forward(x, c, y)
+        else:
+            _cpu().biquad_forward(_np(x), _np(c), _np(y))
+        ctx.save_for_backward(x, y, c)
+        ctx.coef_dtype = coef.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, y, c = ctx.saved_tensors
+        g = g.contiguous()
+        dx = torch.empty_like(x)
+        dc = torch.empty_like(c)
+        if x.is_cuda:
+            _cuda().biquad_backward(x, y, c, g, dx, dc)
+        else:
+            _cpu().biquad_backward(_np(x), _np(y), _np(c), _np(g), _np(dx), _np(dc))
+        return dx, dc.to(ctx.coef_dtype)
+
+
+def biquad_rows(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """Filter each row of ``x`` (rows, samples) with its biquad ``coef`` (rows, 5).
+
+    ``coef`` holds b0, b1, b2, a1, a2 normalised by a0. Differentiable in both.
+    """
+    return _Biquad.apply(x, coef)
+
+
+class _Smoother(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        a = alpha.detach().to(torch.float64).contiguous()
+        y = torch.empty_like(x)
+        if x.is_cuda:
+            _cuda().smoother_forward(x, a, y)
+        else:
+            _cpu().smoother_forward(_np(x), _np(a), _np(y))
+        ctx.save_for_backward(x, y, a)
+        ctx.alpha_dtype = alpha.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, y, a = ctx.saved_tensors
+        g = g.contiguous()
+        dx = torch.empty_like(x)
+        da = torch.empty_like(a)
+        if x.is_cuda:
+            _cuda().smoother_backward(x, y, a, g, dx, da)
+        else:
+            _cpu().smoother_backward(_np(x), _np(y), _np(a), _np(g), _np(dx), _np(da))
+        return dx, da.to(ctx.alpha_dtype)
+
+
+def smooth_rows(x: torch.Tensor, alpha_rise: torch.Tensor, alpha_fall: torch.Tensor) -> torch.Tensor:
+    """Branching one-pole smoothing of each row of ``x`` (rows, samples).
+
+    ``alpha_rise`` / ``alpha_fall`` (rows,) are the pole radii used while the input
+    is above / below the smoothed state (e.g. release / attack for a gain in dB).
+    Differentiable in ``x`` and both coefficients.
+    """
+    alpha = torch.stack([alpha_rise, alpha_fall], dim=-1)
+    return _Smoother.apply(x, alpha)
+
+
+class _SlidingMinCPU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, window: int) -> torch.Tensor:
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        idx = torch.empty(x.shape, dtype=torch.int64)
+        _cpu().sliding_min_forward(_np(x), int(window), _np(y), idx.numpy())
+        ctx.save_for_backward(idx)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (idx,) = ctx.saved_tensors
+        dx = torch.zeros_like(g).scatter_add_(1, idx, g.contiguous())
+        return dx, None
+
+
+def _sliding_min_doubling(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Look-ahead running minimum by log-doubling, in plain torch ops (any device)."""
+    big = torch.finfo(x.dtype).max
+    result = None
+    offset = 0
+    block = x  # block[n] = min(x[n .. n + size - 1])
+    size = 1
+    remaining = window
+    while remaining > 0:
+        if remaining & 1:
+            shifted = torch.nn.functional.pad(block[:, offset:], (0, offset), value=big)
+            result = shifted if result is None else torch.minimum(result, shifted)
+            offset += size
+        remaining >>= 1
+        if remaining:
+            nxt = torch.nn.functional.pad(block[:, size:], (0, size), value=big)
+            block = torch.minimum(block, nxt)
+            size *= 2
+    return result
+
+
+def sliding_min_rows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Minimum of each row over the look-ahead window [n, n + window - 1].
+
+    x: (rows, samples). The window is clipped at the end. Differentiable in ``x``
+    (the gradient goes to the sample that holds the minimum).
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1 sample, got {window}")
+    if x.is_cuda:
+        return _sliding_min_doubling(x, window)
+    return _SlidingMinCPU.apply(x, window)

@@ -1,0 +1,177 @@
+"""The mastering chain: processors in a declared order, one flat parameter vector."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from dsp.compressor import Compressor, apply_gain_db
+from dsp.eq import ParametricEQ
+from dsp.gain import Gain
+from dsp.limiter import Limiter
+from dsp.loudness import integrated_loudness
+from dsp.processor import Processor
+from dsp.ranges import ParamRange, check_audio, check_params
+from dsp.saturation import Saturation
+from dsp.width import StereoWidth
+
+LOUDNESS_TOLERANCE_LU = 0.05
+MAX_LOUDNESS_PASSES = 4
+
+
+class MasteringChain(nn.Module):
+    """Input gain -> EQ -> compressor -> saturation -> width -> [loudness] -> limiter.
+
+    ``x`` is (batch, channels, samples) with 1 or 2 channels; ``p`` is (batch,
+    num_params) in [0, 1], laid out as ``param_names``. The limiter ceiling and the
+    loudness target are render arguments, not predicted parameters. The input gain
+    comes first so that it always matters: it sets how hard the dynamics are hit.
+    """
+
+    def __init__(self, sample_rate: float = 44100, detector: str = "rms", lookahead_ms: float = 2.0) -> None:
+        super().__init__()
+        self.sample_rate = float(sample_rate)
+        self.stages = nn.ModuleDict(
+            {
+                "input": Gain(sample_rate),
+                "eq": ParametricEQ(sample_rate),
+                "compressor": Compressor(sample_rate, detector=detector),
+                "saturation": Saturation(sample_rate),
+                "width": StereoWidth(sample_rate),
+                "limiter": Limiter(sample_rate, lookahead_ms=lookahead_ms),
+            }
+        )
+        self._slices: dict[str, slice] = {}
+        start = 0
+        for key, stage in self.stages.items():
+            self._slices[key] = slice(start, start + stage.num_params)
+            start += stage.num_params
+        self.ranges: dict[str, ParamRange] = {
+            f"{key}.{name}": r for key, stage in self.stages.items() for name, r in stage.ranges.items()
+        }
+
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.ranges)
+
+    @property
+    def num_params(self) -> int:
+        return len(self.ranges)
+
+    def range_table(self) -> list[dict]:
+        """JSON-ready list of {name, low, high, scale, unit}, in parameter order."""
+        return [{"name": n, **r.to_dict()} for n, r in self.ranges.items()]
+
+    # ------------------------------------------------------------------ params
+    def identity_params(self, batch: int = 1, device: torch.device | str | None = None) -> torch.Tensor:
+        """(batch, num_params) setting that leaves audio unchanged (limiter aside)."""
+        values = {f"{k}.{n}": v for k, s in self.stages.items() for n, v in s.identity_values().items()}
+        return self.normalize([values] * batch).to(device or "cpu")
+
+    def denormalize(self, p: torch.Tensor) -> list[dict[str, float]]:
+        """(batch, num_params) normalized -> one {name: physical value} dict per item."""
+        check_params(p, self.num_params)
+        phys = torch.stack([r.to_physical(p[:, i].detach().double()) for i, r in enumerate(self.ranges.values())], dim=1)
+        return [{n: float(v) for n, v in zip(self.param_names, row.tolist())} for row in phys.cpu()]
+
+    def normalize(self, settings: list[dict[str, float]]) -> torch.Tensor:
+        """One {name: physical value} dict per item -> (batch, num_params) float32.
+
+        Every name must be present, none unknown, and each value inside its range.
+        """
+        if isinstance(settings, dict):
+            raise ValueError("normalize takes a list of settings dicts, one per batch item")
+        rows = []
+        for item in settings:
+            unknown = sorted(set(item) - set(self.ranges))
+            missing = [n for n in self.ranges if n not in item]
+            if unknown or missing:
+                raise ValueError(f"settings mismatch: unknown {unknown}, missing {missing}")
+            row = []
+            for name, r in self.ranges.items():
+                v = float(item[name])
+                if not math.isfinite(v) or v < r.low - 1e-6 * abs(r.low) - 1e-9 or v > r.high + 1e-6 * abs(r.high) + 1e-9:
+                    raise ValueError(f"{name} = {v} is outside its range [{r.low}, {r.high}] {r.unit}")
+                row.append(float(r.to_normalized(torch.tensor(v, dtype=torch.float64)).clamp(0.0, 1.0)))
+            rows.append(row)
+        return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), self.num_params)
+
+    def _values(self, key: str, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.stages[key].denormalize(p[:, self._slices[key]])
+
+    # ------------------------------------------------------------------ render
+    def forward(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float | None = -1.0,
+                target_lufs: float | None = None) -> torch.Tensor:
+        """Render x (batch, channels, samples) with p (batch, num_params) -> same shape as x."""
+        return self.render(x, p, ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs)[0]
+
+    def render(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float | None = -1.0,
+               target_lufs: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Render and also return traces: "compressor_gain_db" and "limiter_gain_db"
+        (batch, samples), and "output_lufs" (batch,)."""
+        check_audio(x)
+        if x.shape[1] > 2:
+            raise ValueError(f"the chain takes mono or stereo audio, got {x.shape[1]} channels")
+        check_params(p, self.num_params, x.shape[0])
+        if ceiling_dbtp is not None and not math.isfinite(float(ceiling_dbtp)):
+            raise ValueError(f"ceiling_dbtp must be finite or None, got {ceiling_dbtp}")
+        if target_lufs is not None and not math.isfinite(float(target_lufs)):
+            raise ValueError(f"target_lufs must be finite or None, got {target_lufs}")
+        p = p.to(device=x.device, dtype=x.dtype)
+
+        y = self.stages["input"].process(x, self._values("input", p))
+        y = self.stages["eq"].process(y, self._values("eq", p))
+        comp = self.stages["compressor"]
+        comp_gain = comp.gain_db(y, self._values("compressor", p))
+        y = apply_gain_db(y, comp_gain)
+        y = self.stages["saturation"].process(y, self._values("saturation", p))
+        y = self.stages["width"].process(y, self._values("width", p))
+
+        y, lim_gain = self._finish(y, self._values("limiter", p), ceiling_dbtp, target_lufs)
+        trace = {
+            "compressor_gain_db": comp_gain,
+            "limiter_gain_db": 20.0 * torch.log10(lim_gain.clamp_min(1e-12)),
+            "output_lufs": integrated_loudness(y, self.sample_rate) if target_lufs is None else self._last_lufs,
+        }
+        return y, trace
+
+    def _finish(self, y: torch.Tensor, lim_values: dict[str, torch.Tensor], ceiling_dbtp: float | None,
+                target_lufs: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loudness normalization and limiting; with both, re-aim the pre-gain until the
+        limited output is within LOUDNESS_TOLERANCE_LU of the target (secant steps)."""
+        limiter = self.stages["limiter"]
+        ones = torch.ones(y.shape[0], y.shape[2], dtype=y.dtype, device=y.device)
+        if target_lufs is None:
+            if ceiling_dbtp is None:
+                return y, ones
+            g = limiter.gain(y, lim_values, ceiling_dbtp)
+            return y * g[:, None, :], g
+
+        level = integrated_loudness(y, self.sample_rate)
+        silent = ~torch.isfinite(level)
+        gain_db = torch.where(silent, torch.zeros_like(level), target_lufs - level)
+        if ceiling_dbtp is None:
+            out = y * torch.pow(10.0, gain_db / 20.0)[:, None, None]
+            self._last_lufs = torch.where(silent, level, torch.full_like(level, float(target_lufs)))
+            return out, ones
+
+        prev_gain = prev_level = None
+        for _ in range(MAX_LOUDNESS_PASSES):
+            pre = y * torch.pow(10.0, gain_db / 20.0)[:, None, None]
+            g = limiter.gain(pre, lim_values, ceiling_dbtp)
+            out = pre * g[:, None, :]
+            out_level = integrated_loudness(out, self.sample_rate)
+            err = torch.where(silent, torch.zeros_like(out_level), target_lufs - out_level)
+            if bool((err.detach().abs() < LOUDNESS_TOLERANCE_LU).all()):
+                break
+            step = err
+            if prev_gain is not None:
+                slope = (out_level - prev_level) / (gain_db - prev_gain)
+                slope = torch.where(slope.detach() > 0.05, slope, torch.ones_like(slope)).clamp(max=1.0)
+                step = err / slope
+            prev_gain, prev_level = gain_db, out_level
+            gain_db = gain_db + step.clamp(-6.0, 12.0)
+        self._last_lufs = out_level
+        return out, g

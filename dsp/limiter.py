@@ -1,0 +1,74 @@
+"""Look-ahead brick-wall limiter on the true peak.
+
+Gain computer: the 4x-oversampled envelope gives the largest gain r[n] that keeps
+the true peak around sample n under the ceiling; a running minimum over the
+look-ahead window, an instant-attack/exponential-release smoother and a moving
+average over the same window turn it into a smooth gain G with G[n] <= r[n] at
+every sample (each average covers only values that already respect r[n]). The
+render is offline, so the look-ahead costs no latency: output and input are aligned.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dsp._ops import sliding_min_rows, smooth_rows
+from dsp.processor import Processor
+from dsp.ranges import ParamRange, ms_to_coef
+from dsp.true_peak import peak_envelope
+
+
+def limiter_gain(
+    x: torch.Tensor, ceiling_dbtp: float | torch.Tensor, release_ms: torch.Tensor, sample_rate: float, lookahead_ms: float = 2.0
+) -> torch.Tensor:
+    """Linear gain (batch, samples) that holds x (batch, channels, samples) under the ceiling."""
+    b = x.shape[0]
+    env = peak_envelope(x).amax(dim=1)  # linked: (batch, samples), peaks in [n, n+1)
+    env = torch.maximum(env, F.pad(env[:, :-1], (1, 0)))  # and in [n-1, n)
+    ceiling = torch.pow(10.0, torch.as_tensor(ceiling_dbtp, dtype=x.dtype, device=x.device) / 20.0)
+    ceiling = ceiling.reshape(-1, 1) if ceiling.dim() else ceiling
+    r = torch.clamp(ceiling / env.clamp_min(1e-9), max=1.0)
+    look = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
+    g = sliding_min_rows(r, look + 1)
+    a_rel = ms_to_coef(release_ms.to(torch.float64).expand(b), sample_rate)
+    g = smooth_rows(g, a_rel, torch.zeros_like(a_rel))
+    g = F.pad(g[:, None, :], (look, 0), mode="replicate")
+    return F.avg_pool1d(g, look + 1, stride=1)[:, 0, :]
+
+
+def limit(x: torch.Tensor, ceiling_dbtp: float | torch.Tensor, release_ms: torch.Tensor, sample_rate: float,
+          lookahead_ms: float = 2.0) -> torch.Tensor:
+    """Limit x (batch, channels, samples) to ``ceiling_dbtp`` (true peak); release_ms (batch,)."""
+    return x * limiter_gain(x, ceiling_dbtp, release_ms, sample_rate, lookahead_ms)[:, None, :]
+
+
+class Limiter(Processor):
+    """Normalized-parameter limiter; the ceiling is a render argument, not a parameter."""
+
+    ranges = {"release_ms": ParamRange(10.0, 1000.0, "log", "ms")}
+
+    def __init__(self, sample_rate: float, lookahead_ms: float = 2.0) -> None:
+        super().__init__(sample_rate)
+        if not lookahead_ms > 0:
+            raise ValueError(f"lookahead_ms must be positive, got {lookahead_ms}")
+        self.lookahead_ms = float(lookahead_ms)
+
+    def gain(self, x: torch.Tensor, values: dict[str, torch.Tensor], ceiling_dbtp: float | torch.Tensor) -> torch.Tensor:
+        """Linear gain trace (batch, samples)."""
+        return limiter_gain(x, ceiling_dbtp, values["release_ms"], self.sample_rate, self.lookahead_ms)
+
+    def forward(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float = -1.0) -> torch.Tensor:  # type: ignore[override]
+        """x: (batch, channels, samples); p: (batch, 1) in [0, 1]."""
+        from dsp.ranges import check_audio, check_params
+
+        check_audio(x)
+        check_params(p, self.num_params, x.shape[0])
+        values = self.denormalize(p.to(x.dtype))
+        return x * self.gain(x, values, ceiling_dbtp)[:, None, :]
+
+    def process(self, x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        return x * self.gain(x, values, -1.0)[:, None, :]
+
+    def identity_values(self) -> dict[str, float]:
+        return {"release_ms": 100.0}
