@@ -1,0 +1,143 @@
+"""Parameter network: features (+ optional conditioning vector) -> normalized chain params.
+
+A small MLP (LayerNorm + GELU blocks) whose hidden layers are FiLM-modulated by a
+conditioning vector (style or reference embedding; zeros when absent, which leaves the
+network unmodulated). Outputs go through a sigmoid so they are valid chain parameters in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+MAX_PARAMETERS = 2_000_000
+
+
+class ParameterNetwork(nn.Module):
+    """features (batch, feature_dim), cond (batch, cond_dim) | None -> params (batch, num_params).
+
+    ``feature_mean`` / ``feature_std`` buffers (default 0 / 1, saved with the weights) standardise
+    the input; training sets them with ``set_feature_stats``. ``cond_dim=0`` disables conditioning.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        num_params: int,
+        cond_dim: int = 64,
+        hidden: Sequence[int] = (512, 512, 256),
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        hidden = [int(h) for h in hidden]
+        if int(feature_dim) < 1 or int(num_params) < 1:
+            raise ValueError(f"feature_dim and num_params must be >= 1, got {feature_dim}, "
+                             f"{num_params}")
+        if int(cond_dim) < 0:
+            raise ValueError(f"cond_dim must be >= 0, got {cond_dim}")
+        if not hidden or any(h < 1 for h in hidden):
+            raise ValueError(f"hidden must be a non-empty list of positive sizes, got {hidden}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.feature_dim = int(feature_dim)
+        self.num_params = int(num_params)
+        self.cond_dim = int(cond_dim)
+        self.hidden = hidden
+        self.dropout = float(dropout)
+
+        self.register_buffer("feature_mean", torch.zeros(self.feature_dim))
+        self.register_buffer("feature_std", torch.ones(self.feature_dim))
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.films = nn.ModuleList()
+        width = self.feature_dim
+        for h in hidden:
+            self.linears.append(nn.Linear(width, h))
+            self.norms.append(nn.LayerNorm(h))
+            if self.cond_dim > 0:
+                film = nn.Linear(self.cond_dim, 2 * h)
+                with torch.no_grad():   # small start: conditioning nudges, never dominates
+                    film.weight.mul_(0.1)
+                    film.bias.zero_()
+                self.films.append(film)
+            width = h
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(self.dropout)
+        self.out = nn.Linear(width, self.num_params)
+
+        n = self.num_parameters()
+        if n > MAX_PARAMETERS:
+            raise ValueError(f"network has {n} parameters, more than the {MAX_PARAMETERS} limit; "
+                             f"use smaller hidden sizes (got {hidden})")
+
+    def config(self) -> dict[str, Any]:
+        """Constructor kwargs (JSON-ready) that rebuild this network."""
+        return {"feature_dim": self.feature_dim, "num_params": self.num_params,
+                "cond_dim": self.cond_dim, "hidden": list(self.hidden), "dropout": self.dropout}
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars (buffers excluded)."""
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def set_feature_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Set input standardisation from data statistics, each (feature_dim,)."""
+        mean = torch.as_tensor(mean).reshape(-1)
+        std = torch.as_tensor(std).reshape(-1)
+        if mean.numel() != self.feature_dim or std.numel() != self.feature_dim:
+            raise ValueError(f"feature stats must have {self.feature_dim} entries, got "
+                             f"{mean.numel()} and {std.numel()}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("feature stats must be finite")
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std.clamp_min(1e-3))
+
+    @torch.no_grad()
+    def init_output_to(self, p0: Tensor, weight_scale: float = 0.01) -> None:
+        """Make the untrained net predict ~p0: output bias = logit(p0), weights scaled down.
+
+        p0: (num_params,) or (1, num_params) in [0, 1], e.g. chain.identity_params(1).
+        """
+        p0 = torch.as_tensor(p0).detach().reshape(-1)
+        if p0.numel() != self.num_params:
+            raise ValueError(f"p0 must have {self.num_params} entries, got {p0.numel()}")
+        if not torch.isfinite(p0).all() or (p0 < 0).any() or (p0 > 1).any():
+            raise ValueError("p0 must be finite and inside [0, 1]")
+        p0 = p0.to(device=self.out.bias.device, dtype=self.out.bias.dtype).clamp(1e-4, 1 - 1e-4)
+        self.out.bias.copy_(torch.logit(p0))
+        self.out.weight.mul_(float(weight_scale))
+
+    def _check_cond(self, cond: Tensor | None, features: Tensor) -> Tensor | None:
+        if cond is None or self.cond_dim == 0:
+            if cond is not None and cond.abs().sum() != 0:
+                raise ValueError("this network has cond_dim=0 and cannot take a conditioning input")
+            return None
+        if not isinstance(cond, Tensor):
+            raise ValueError(f"cond must be a tensor, got {type(cond).__name__}")
+        if cond.dim() == 1:
+            cond = cond.unsqueeze(0)
+        if cond.dim() != 2 or cond.shape[1] != self.cond_dim:
+            raise ValueError(f"cond must be (batch, {self.cond_dim}), got {tuple(cond.shape)}")
+        if cond.shape[0] == 1 and features.shape[0] > 1:
+            cond = cond.expand(features.shape[0], -1)
+        if cond.shape[0] != features.shape[0]:
+            raise ValueError(f"cond batch {cond.shape[0]} != features batch {features.shape[0]}")
+        return cond.to(device=features.device, dtype=features.dtype)
+
+    def forward(self, features: Tensor, cond: Tensor | None = None) -> Tensor:
+        """features (batch, feature_dim), cond (batch, cond_dim) / (cond_dim,) / None
+        -> params (batch, num_params) in [0, 1]."""
+        if features.dim() != 2 or features.shape[1] != self.feature_dim:
+            raise ValueError(f"features must be (batch, {self.feature_dim}), "
+                             f"got {tuple(features.shape)}")
+        cond = self._check_cond(cond, features)
+        h = (features - self.feature_mean) / self.feature_std
+        for i, (lin, norm) in enumerate(zip(self.linears, self.norms)):
+            h = norm(lin(h))
+            if cond is not None:
+                gamma, beta = self.films[i](cond).chunk(2, dim=-1)
+                h = h * (1.0 + gamma) + beta
+            h = self.drop(self.act(h))
+        return torch.sigmoid(self.out(h))
