@@ -159,3 +159,179 @@ def sliding_min_forward(x, window, y, idx):
             j = dq[head]
             y[r, t] = x[r, j]
             idx[r, t] = j
+
+
+@njit(**_OPTS)
+def biquad_cascade_forward(x, coef, y):
+    """Several biquads in series in one pass (inference only, no adjoint).
+
+    x, y: (rows, samples); coef: (rows, sections, 5) float64.
+    """
+    rows, n = x.shape
+    ns = coef.shape[1]
+    for r in prange(rows):
+        s1 = np.zeros(ns)
+        s2 = np.zeros(ns)
+        c = coef[r]
+        for t in range(n):
+            v = np.float64(x[r, t])
+            for k in range(ns):
+                out = c[k, 0] * v + s1[k]
+                s1[k] = c[k, 1] * v - c[k, 3] * out + s2[k]
+                s2[k] = c[k, 2] * v - c[k, 4] * out
+                v = out
+            y[r, t] = v
+
+
+_TP_BLOCK = 32
+
+
+
+
+@njit(**_OPTS)
+def true_peak_envelope_forward(x, taps, floor, env, code):
+    """Channel-linked true-peak envelope over [n-1, n+1) per batch item.
+
+    x: (batch, channels, samples); taps: (3, K) interpolator phases (value at
+    n + p/4 from x[n-K/2+1 .. n+K/2]); floor: (batch,) level below which in-between
+    values need not be exact -- a block whose samples are so low that no
+    interpolated value can reach ``floor`` keeps its sample peaks (a lower bound),
+    which skips most of the filtering on music. env: (batch, samples) output;
+    code: (batch, samples) int32 provenance ((shift * channels + c) * 4 + p) * 2 + neg
+    for the adjoint. Blocks of 32 outputs are filtered tap by tap so the inner loop
+    runs over contiguous outputs (SIMD).
+    """
+    nb, nc, n = x.shape
+    k_len = taps.shape[1]
+    half = k_len // 2
+    l1 = 0.0
+    for p in range(3):
+        s = 0.0
+        for k in range(k_len):
+            s += abs(taps[p, k])
+        l1 = max(l1, s)
+    nblocks = (n + _TP_BLOCK - 1) // _TP_BLOCK
+    for job in prange(nb * nblocks):
+        b = job // nblocks
+        blk = job % nblocks
+        t0 = blk * _TP_BLOCK
+        t1 = min(n, t0 + _TP_BLOCK)
+        m = t1 - t0
+        lo = max(0, t0 - half)
+        hi = min(n, t1 + half + 1)
+        local = 0.0
+        for c in range(nc):
+            for t in range(lo, hi):
+                a = abs(x[b, c, t])
+                if a > local:
+                    local = a
+        exact = local * l1 >= floor[b]
+        best = np.full(m, -1.0, dtype=x.dtype)
+        bcode = np.zeros(m, dtype=np.int32)
+        seg = np.zeros(m + k_len, dtype=x.dtype)  # x[t0-half+1 .. t1+half], zero outside
+        acc = np.empty(m, dtype=x.dtype)
+        for c in range(nc):
+            for i in range(m):
+                v = x[b, c, t0 + i]
+                a = abs(v)
+                if a > best[i]:
+                    best[i] = a
+                    bcode[i] = (c * 4) * 2 + (1 if v < 0 else 0)
+            if not exact:
+                continue
+            for i in range(m + k_len - 1):
+                j = t0 - half + 1 + i
+                seg[i] = x[b, c, j] if j >= 0 and j < n else 0.0
+            for p in range(3):
+                acc[:] = 0.0
+                for k in range(k_len):
+                    w = taps[p, k]
+                    for i in range(m):
+                        acc[i] += w * seg[i + k]
+                for i in range(m):
+                    a = abs(acc[i])
+                    if a > best[i]:
+                        best[i] = a
+                        bcode[i] = (c * 4 + p + 1) * 2 + (1 if acc[i] < 0 else 0)
+        for i in range(m):
+            env[b, t0 + i] = best[i]
+            code[b, t0 + i] = bcode[i]
+    # extend each value over the previous interval: env2[n] = max(env[n-1], env[n])
+    for b in prange(nb):
+        prev = env[b, 0]
+        prev_code = code[b, 0]
+        for t in range(1, n):
+            cur = env[b, t]
+            cur_code = code[b, t]
+            if prev > cur:
+                env[b, t] = prev
+                code[b, t] = prev_code + nc * 8  # shift = 1: the source is sample t-1
+            prev = cur
+            prev_code = cur_code
+
+
+@njit(**_OPTS)
+def true_peak_envelope_backward(g, code, taps, nc, dx):
+    """Adjoint of :func:`true_peak_envelope_forward`: scatters g (batch, samples)
+    into dx (batch, channels, samples), which must be zeroed."""
+    nb, n = g.shape
+    k_len = taps.shape[1]
+    half = k_len // 2
+    for b in prange(nb):
+        for t in range(n):
+            gv = g[b, t]
+            if gv == 0.0:
+                continue
+            cd = code[b, t]
+            neg = cd & 1
+            cd >>= 1
+            p = cd % 4
+            cd //= 4
+            c = cd % nc
+            shift = cd // nc
+            src = t - shift
+            if neg:
+                gv = -gv
+            if p == 0:
+                dx[b, c, src] += gv
+            else:
+                for k in range(k_len):
+                    j = src + k - half + 1
+                    if j >= 0 and j < n:
+                        dx[b, c, j] += gv * taps[p - 1, k]
+
+
+@njit(**_OPTS)
+def moving_average_forward(x, window, y):
+    """Trailing moving average over [n - window + 1, n], the first value replicated
+    before the start. x, y: (rows, samples); float64 running sum."""
+    rows, n = x.shape
+    inv = 1.0 / window
+    for r in prange(rows):
+        first = np.float64(x[r, 0])
+        acc = first * window
+        for t in range(n):
+            acc += np.float64(x[r, t])
+            j = t - window
+            acc -= np.float64(x[r, j]) if j >= 0 else first
+            y[r, t] = acc * inv
+
+
+@njit(**_OPTS)
+def moving_average_backward(g, window, dx):
+    """Adjoint of :func:`moving_average_forward` (g, dx: (rows, samples))."""
+    rows, n = g.shape
+    inv = 1.0 / window
+    for r in prange(rows):
+        acc = 0.0  # sum of g[t .. t + window - 1]
+        for t in range(n - 1, -1, -1):
+            acc += np.float64(g[r, t])
+            j = t + window
+            if j < n:
+                acc -= np.float64(g[r, j])
+            dx[r, t] = acc * inv
+        # the replicated first sample collects the windows that reach before the start
+        extra = 0.0
+        for t in range(min(n, window - 1)):
+            extra += np.float64(g[r, t]) * (window - 1 - t)
+        dx[r, 0] += extra * inv

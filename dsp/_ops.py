@@ -13,9 +13,6 @@ import os
 import numpy as np
 import torch
 
-# numba's workqueue layer may not be re-entered from several threads; the project
-# calls kernels from one thread at a time, so this is only a safety default.
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 
 def _cpu():
@@ -160,3 +157,86 @@ def sliding_min_rows(x: torch.Tensor, window: int) -> torch.Tensor:
     if x.is_cuda:
         return _sliding_min_doubling(x, window)
     return _SlidingMinCPU.apply(x, window)
+
+
+class _TruePeakEnvelopeCPU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, floor: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        b, c, n = x.shape
+        env = torch.empty(b, n, dtype=x.dtype)
+        code = torch.empty(b, n, dtype=torch.int32)
+        fl = floor.detach().to(torch.float64).contiguous()
+        _cpu().true_peak_envelope_forward(_np(x), _np(taps), _np(fl), _np(env), code.numpy())
+        ctx.save_for_backward(code, taps)
+        ctx.channels = c
+        return env
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        code, taps = ctx.saved_tensors
+        b, n = code.shape
+        dx = torch.zeros(b, ctx.channels, n, dtype=g.dtype)
+        _cpu().true_peak_envelope_backward(_np(g.contiguous()), code.numpy(), _np(taps.to(g.dtype)), ctx.channels, _np(dx))
+        return dx, None, None
+
+
+def true_peak_envelope_linked(x: torch.Tensor, taps: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
+    """Largest |value| of the 4x-oversampled signal over [n-1, n+1), linked across
+    channels: x (batch, channels, samples) -> (batch, samples).
+
+    Where no in-between value can reach ``floor`` (batch,), the CPU kernel keeps the
+    sample peaks (a lower bound) to save time; pass None for the exact envelope.
+    ``taps`` (3, K) are the interpolator phases. Differentiable in ``x``.
+    """
+    if floor is None:
+        floor = torch.zeros(x.shape[0], dtype=torch.float64)
+    if x.is_cuda:
+        from dsp.true_peak import peak_envelope
+
+        env = peak_envelope(x).amax(dim=1)
+        return torch.maximum(env, torch.nn.functional.pad(env[:, :-1], (1, 0)))
+    return _TruePeakEnvelopeCPU.apply(x, floor.cpu(), taps.to(x.dtype).contiguous())
+
+
+def biquad_cascade_rows(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """Biquads in series: x (rows, samples), coef (rows, sections, 5) -> (rows, samples).
+
+    Without autograd on CPU, one fused pass; otherwise one differentiable pass per section.
+    """
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or coef.requires_grad)
+    if needs_grad or x.is_cuda:
+        for k in range(coef.shape[1]):
+            x = biquad_rows(x, coef[:, k])
+        return x
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    _cpu().biquad_cascade_forward(_np(x), _np(coef.detach().to(torch.float64).contiguous()), _np(y))
+    return y
+
+
+class _MovingAverageCPU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, window: int) -> torch.Tensor:
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        _cpu().moving_average_forward(_np(x), int(window), _np(y))
+        ctx.window = int(window)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        dx = torch.empty_like(g, memory_format=torch.contiguous_format)
+        _cpu().moving_average_backward(_np(g.contiguous()), ctx.window, _np(dx))
+        return dx, None
+
+
+def moving_average_rows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Trailing moving average of each row of x (rows, samples) over ``window`` samples,
+    with the first sample replicated before the start. Differentiable."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1 sample, got {window}")
+    if x.is_cuda:
+        padded = torch.nn.functional.pad(x[:, None, :], (window - 1, 0), mode="replicate")
+        return torch.nn.functional.avg_pool1d(padded, window, stride=1)[:, 0, :]
+    return _MovingAverageCPU.apply(x, window)

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from dsp._ops import biquad_rows
+from dsp._ops import biquad_cascade_rows, biquad_rows
 
 _NYQUIST_GUARD = 0.45  # designs are clamped below this fraction of the sample rate
 
@@ -74,6 +74,13 @@ def apply_biquad(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     b, c, n = x.shape
     rows = coef.to(torch.float64).repeat_interleave(c, dim=0)
     return biquad_rows(x.reshape(b * c, n), rows).reshape(b, c, n)
+
+
+def apply_biquad_cascade(x: torch.Tensor, coefs: torch.Tensor) -> torch.Tensor:
+    """Filter x (batch, channels, samples) through per-item sections in series, coefs (batch, S, 5)."""
+    b, c, n = x.shape
+    rows = coefs.to(torch.float64).repeat_interleave(c, dim=0)
+    return biquad_cascade_rows(x.reshape(b * c, n), rows).reshape(b, c, n)
 
 
 def biquad_response_db(coef: torch.Tensor, freq_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:

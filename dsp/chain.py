@@ -10,15 +10,16 @@ from torch import nn
 from dsp.compressor import Compressor, apply_gain_db
 from dsp.eq import ParametricEQ
 from dsp.gain import Gain
-from dsp.limiter import Limiter
-from dsp.loudness import integrated_loudness
+from dsp.limiter import Limiter, _ceiling_linear, limiter_envelope
+from dsp.loudness import integrated_loudness, loudness_from_power, weighted_power
 from dsp.processor import Processor
 from dsp.ranges import ParamRange, check_audio, check_params
 from dsp.saturation import Saturation
 from dsp.width import StereoWidth
 
 LOUDNESS_TOLERANCE_LU = 0.05
-MAX_LOUDNESS_PASSES = 4
+MAX_LOUDNESS_PASSES = 6
+LIMITER_HEADROOM_DB = 12.0  # how far the loudness search may push past the first estimate
 
 
 class MasteringChain(nn.Module):
@@ -133,45 +134,71 @@ class MasteringChain(nn.Module):
         trace = {
             "compressor_gain_db": comp_gain,
             "limiter_gain_db": 20.0 * torch.log10(lim_gain.clamp_min(1e-12)),
-            "output_lufs": integrated_loudness(y, self.sample_rate) if target_lufs is None else self._last_lufs,
+            "output_lufs": self._last_lufs if self._last_lufs is not None else loudness_from_power(
+                weighted_power(y, self.sample_rate), self.sample_rate),
         }
         return y, trace
 
     def _finish(self, y: torch.Tensor, lim_values: dict[str, torch.Tensor], ceiling_dbtp: float | None,
                 target_lufs: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loudness normalization and limiting; with both, re-aim the pre-gain until the
-        limited output is within LOUDNESS_TOLERANCE_LU of the target (secant steps)."""
+        """Loudness normalization then limiting; returns (output, limiter gain (batch, samples)).
+
+        With both a target and a ceiling, the pre-gain is re-aimed (secant steps) until
+        the limited output meets the target. The limiter envelope and the K-weighted
+        power of the pre-limiter signal are computed once: both scale with the
+        pre-gain, and the slow limiter gain commutes with K-weighting closely enough
+        to estimate each step's loudness; the output is then measured exactly.
+        """
         limiter = self.stages["limiter"]
+        sr = self.sample_rate
         ones = torch.ones(y.shape[0], y.shape[2], dtype=y.dtype, device=y.device)
         if target_lufs is None:
+            self._last_lufs = None
             if ceiling_dbtp is None:
                 return y, ones
             g = limiter.gain(y, lim_values, ceiling_dbtp)
             return y * g[:, None, :], g
 
-        level = integrated_loudness(y, self.sample_rate)
+        power = weighted_power(y, sr)
+        level = loudness_from_power(power, sr)
         silent = ~torch.isfinite(level)
         gain_db = torch.where(silent, torch.zeros_like(level), target_lufs - level)
         if ceiling_dbtp is None:
-            out = y * torch.pow(10.0, gain_db / 20.0)[:, None, None]
             self._last_lufs = torch.where(silent, level, torch.full_like(level, float(target_lufs)))
-            return out, ones
+            return y * torch.pow(10.0, gain_db / 20.0)[:, None, None], ones
+
+        ceiling = _ceiling_linear(ceiling_dbtp, y)
+        max_gain_db = gain_db.detach() + LIMITER_HEADROOM_DB
+        env = limiter_envelope(y, ceiling / torch.pow(10.0, max_gain_db / 20.0))
+        release = lim_values["release_ms"]
+
+        def gain_curve(g_db: torch.Tensor) -> torch.Tensor:
+            k = torch.pow(10.0, g_db / 20.0)[:, None]
+            return k * limiter.gain_from_envelope(env * k, ceiling, release)
 
         prev_gain = prev_level = None
         for _ in range(MAX_LOUDNESS_PASSES):
-            pre = y * torch.pow(10.0, gain_db / 20.0)[:, None, None]
-            g = limiter.gain(pre, lim_values, ceiling_dbtp)
-            out = pre * g[:, None, :]
-            out_level = integrated_loudness(out, self.sample_rate)
-            err = torch.where(silent, torch.zeros_like(out_level), target_lufs - out_level)
-            if bool((err.detach().abs() < LOUDNESS_TOLERANCE_LU).all()):
+            total = gain_curve(gain_db)
+            est = loudness_from_power(power * total * total, sr)
+            err = torch.where(silent, torch.zeros_like(est), target_lufs - est)
+            if bool((err.detach().abs() < 0.5 * LOUDNESS_TOLERANCE_LU).all()):
                 break
             step = err
             if prev_gain is not None:
-                slope = (out_level - prev_level) / (gain_db - prev_gain)
+                slope = (est - prev_level) / (gain_db - prev_gain)
                 slope = torch.where(slope.detach() > 0.05, slope, torch.ones_like(slope)).clamp(max=1.0)
                 step = err / slope
-            prev_gain, prev_level = gain_db, out_level
-            gain_db = gain_db + step.clamp(-6.0, 12.0)
+            prev_gain, prev_level = gain_db, est
+            gain_db = torch.minimum(gain_db + step.clamp(-6.0, 12.0), max_gain_db)
+
+        for _ in range(2):  # exact check of the rendered output, with a correction if needed
+            out = y * total[:, None, :]
+            out_level = loudness_from_power(weighted_power(out, sr), sr)
+            err = torch.where(silent, torch.zeros_like(out_level), target_lufs - out_level)
+            if bool((err.detach().abs() < LOUDNESS_TOLERANCE_LU).all()):
+                break
+            gain_db = torch.minimum(gain_db + err, max_gain_db)
+            total = gain_curve(gain_db)
         self._last_lufs = out_level
-        return out, g
+        k = torch.pow(10.0, gain_db / 20.0)[:, None]
+        return out, total / k

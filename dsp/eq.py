@@ -10,7 +10,7 @@ import math
 import torch
 
 from dsp.biquad import (
-    apply_biquad,
+    apply_biquad_cascade,
     biquad_response_db,
     high_shelf_coefficients,
     highpass_coefficients,
@@ -64,12 +64,21 @@ def parametric_eq(x: torch.Tensor, values: dict[str, torch.Tensor], sample_rate:
     x: (batch, channels, samples) -> same shape. The high-pass is blended with the
     dry signal by ``highpass.mix`` (0 = bypass), so the EQ has an exact identity.
     """
+    return apply_biquad_cascade(x, eq_coefficients(values, sample_rate))
+
+
+def eq_coefficients(values: dict[str, torch.Tensor], sample_rate: float) -> torch.Tensor:
+    """All sections as (batch, 7, 5) float64, the high-pass blend folded into one biquad.
+
+    (1 - m) x + m HP(x) has the high-pass poles and the numerator (1 - m) a + m b,
+    so the dry/wet mix costs nothing and stays an exact IIR section.
+    """
     hp, sections = eq_sections(values, sample_rate)
-    mix = values["highpass.mix"].to(x.dtype)[:, None, None]
-    y = x + mix * (apply_biquad(x, hp) - x)
-    for coef in sections:
-        y = apply_biquad(y, coef)
-    return y
+    m = values["highpass.mix"].to(torch.float64)[:, None]
+    den = torch.cat([torch.ones_like(hp[:, :1]), hp[:, 3:]], dim=1)
+    num = (1 - m) * den + m * hp[:, :3]
+    blended = torch.cat([num, hp[:, 3:]], dim=1)
+    return torch.stack([blended] + sections, dim=1)
 
 
 def eq_response_db(values: dict[str, torch.Tensor], freq_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:

@@ -13,28 +13,45 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dsp._ops import sliding_min_rows, smooth_rows
+from dsp._ops import moving_average_rows, sliding_min_rows, smooth_rows, true_peak_envelope_linked
 from dsp.processor import Processor
 from dsp.ranges import ParamRange, ms_to_coef
-from dsp.true_peak import peak_envelope
+from dsp.true_peak import interpolation_taps
 
 
 def limiter_gain(
     x: torch.Tensor, ceiling_dbtp: float | torch.Tensor, release_ms: torch.Tensor, sample_rate: float, lookahead_ms: float = 2.0
 ) -> torch.Tensor:
     """Linear gain (batch, samples) that holds x (batch, channels, samples) under the ceiling."""
-    b = x.shape[0]
-    env = peak_envelope(x).amax(dim=1)  # linked: (batch, samples), peaks in [n, n+1)
-    env = torch.maximum(env, F.pad(env[:, :-1], (1, 0)))  # and in [n-1, n)
-    ceiling = torch.pow(10.0, torch.as_tensor(ceiling_dbtp, dtype=x.dtype, device=x.device) / 20.0)
-    ceiling = ceiling.reshape(-1, 1) if ceiling.dim() else ceiling
-    r = torch.clamp(ceiling / env.clamp_min(1e-9), max=1.0)
+    ceiling = _ceiling_linear(ceiling_dbtp, x)
+    env = limiter_envelope(x, ceiling)
+    return limiter_gain_from_envelope(env, ceiling, release_ms, sample_rate, lookahead_ms)
+
+
+def _ceiling_linear(ceiling_dbtp: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    c = torch.pow(10.0, torch.as_tensor(ceiling_dbtp, dtype=x.dtype, device=x.device) / 20.0)
+    return c.expand(x.shape[0]).reshape(-1)
+
+
+def limiter_envelope(x: torch.Tensor, ceiling: torch.Tensor) -> torch.Tensor:
+    """Channel-linked true-peak envelope over [n-1, n+1): x (batch, channels, samples) -> (batch, samples).
+
+    Exact wherever it could reach ``ceiling`` (batch,) linear; below it only sample
+    peaks are kept, which cannot change the gain (r = 1 there either way).
+    """
+    return true_peak_envelope_linked(x, interpolation_taps(x.device, x.dtype), ceiling.detach().double().cpu())
+
+
+def limiter_gain_from_envelope(env: torch.Tensor, ceiling: torch.Tensor, release_ms: torch.Tensor, sample_rate: float,
+                               lookahead_ms: float = 2.0) -> torch.Tensor:
+    """Gain computer from an envelope (batch, samples) and linear ceiling (batch,) -> gain (batch, samples)."""
+    b = env.shape[0]
+    r = torch.clamp(ceiling.to(env.dtype)[:, None] / env.clamp_min(1e-9), max=1.0)
     look = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
     g = sliding_min_rows(r, look + 1)
     a_rel = ms_to_coef(release_ms.to(torch.float64).expand(b), sample_rate)
     g = smooth_rows(g, a_rel, torch.zeros_like(a_rel))
-    g = F.pad(g[:, None, :], (look, 0), mode="replicate")
-    return F.avg_pool1d(g, look + 1, stride=1)[:, 0, :]
+    return moving_average_rows(g, look + 1)
 
 
 def limit(x: torch.Tensor, ceiling_dbtp: float | torch.Tensor, release_ms: torch.Tensor, sample_rate: float,
@@ -57,6 +74,10 @@ class Limiter(Processor):
     def gain(self, x: torch.Tensor, values: dict[str, torch.Tensor], ceiling_dbtp: float | torch.Tensor) -> torch.Tensor:
         """Linear gain trace (batch, samples)."""
         return limiter_gain(x, ceiling_dbtp, values["release_ms"], self.sample_rate, self.lookahead_ms)
+
+    def gain_from_envelope(self, env: torch.Tensor, ceiling: torch.Tensor, values_release_ms: torch.Tensor) -> torch.Tensor:
+        """Linear gain (batch, samples) from a precomputed envelope and linear ceiling (batch,)."""
+        return limiter_gain_from_envelope(env, ceiling, values_release_ms, self.sample_rate, self.lookahead_ms)
 
     def forward(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float = -1.0) -> torch.Tensor:  # type: ignore[override]
         """x: (batch, channels, samples); p: (batch, 1) in [0, 1]."""

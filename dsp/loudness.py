@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from dsp._ops import biquad_rows
+from dsp._ops import biquad_cascade_rows
 from dsp.ranges import check_audio
 
 ABSOLUTE_GATE_LUFS = -70.0
@@ -47,19 +47,24 @@ def k_weight(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """K-weighted copy of x (batch, channels, samples)."""
     b, c, n = x.shape
     coef = k_weighting_coefficients(sample_rate).to(x.device)
-    rows = x.reshape(b * c, n)
-    for i in range(2):
-        rows = biquad_rows(rows, coef[i].expand(b * c, 5))
+    rows = biquad_cascade_rows(x.reshape(b * c, n), coef.expand(b * c, 2, 5))
     return rows.reshape(b, c, n)
 
 
-def _subblock_energy(x: torch.Tensor, sample_rate: float) -> tuple[torch.Tensor, int]:
-    """Channel-summed mean square of K-weighted x over 100 ms steps: (batch, steps)."""
-    step = max(1, int(round(0.1 * sample_rate)))
+def weighted_power(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """Channel-summed K-weighted power per sample: x (batch, channels, samples) -> (batch, samples).
+
+    Channel weights G are 1 for left, right and mono (BS.1770-4 Table 3).
+    """
     xk = k_weight(x, sample_rate)
-    n = (x.shape[-1] // step) * step
-    power = (xk[..., :n] ** 2).sum(dim=1)  # channel weights G = 1 for L, R (and mono)
-    return power.reshape(x.shape[0], -1, step).mean(dim=-1), step
+    return (xk * xk).sum(dim=1)
+
+
+def _subblock_energy(power: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """Mean of ``power`` (batch, samples) over 100 ms steps: (batch, steps)."""
+    step = max(1, int(round(0.1 * sample_rate)))
+    n = (power.shape[-1] // step) * step
+    return power[:, :n].reshape(power.shape[0], -1, step).mean(dim=-1)
 
 
 def _window_energy(sub: torch.Tensor, steps: int) -> torch.Tensor:
@@ -76,24 +81,13 @@ def _to_lufs(energy: torch.Tensor) -> torch.Tensor:
 def momentary_loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Momentary loudness (400 ms windows, 100 ms hop), (batch, windows) LUFS."""
     check_audio(x)
-    sub, _ = _subblock_energy(x, sample_rate)
-    return _to_lufs(_window_energy(sub, 4))
+    return _to_lufs(_window_energy(_subblock_energy(weighted_power(x, sample_rate), sample_rate), 4))
 
 
 def short_term_loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Short-term loudness (3 s windows, 100 ms hop), (batch, windows) LUFS."""
     check_audio(x)
-    sub, _ = _subblock_energy(x, sample_rate)
-    return _to_lufs(_window_energy(sub, 30))
-
-
-def _block_energy(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
-    sub, step = _subblock_energy(x, sample_rate)
-    if sub.shape[1] >= 4:
-        return _window_energy(sub, 4)
-    # shorter than one 400 ms block: BS.1770 leaves it undefined; use the whole signal
-    xk = k_weight(x, sample_rate)
-    return (xk**2).sum(dim=1).mean(dim=-1, keepdim=True)
+    return _to_lufs(_window_energy(_subblock_energy(weighted_power(x, sample_rate), sample_rate), 30))
 
 
 def gated_mean_energy(energy: torch.Tensor, relative_gate_lu: float) -> torch.Tensor:
@@ -113,15 +107,26 @@ def gated_mean_energy(energy: torch.Tensor, relative_gate_lu: float) -> torch.Te
     return torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
 
 
+def loudness_from_power(power: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """Gated integrated loudness (batch,) from K-weighted power (batch, samples).
+
+    Signals shorter than one 400 ms block, which BS.1770 leaves undefined, are
+    measured as one block over their whole length.
+    """
+    sub = _subblock_energy(power, sample_rate)
+    blocks = _window_energy(sub, 4) if sub.shape[1] >= 4 else power.mean(dim=-1, keepdim=True)
+    energy = gated_mean_energy(blocks, RELATIVE_GATE_LU)
+    lufs = _to_lufs(energy)
+    return torch.where(energy > 0, lufs, torch.full_like(lufs, -math.inf))
+
+
 def integrated_loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Integrated loudness in LUFS (BS.1770-4): x (batch, channels, samples) -> (batch,).
 
     Silence (no block above the absolute gate) gives -inf. Differentiable in x.
     """
     check_audio(x)
-    energy = gated_mean_energy(_block_energy(x, sample_rate), RELATIVE_GATE_LU)
-    lufs = -0.691 + 10.0 * torch.log10(energy.clamp_min(1e-30))
-    return torch.where(energy > 0, lufs, torch.full_like(lufs, -math.inf))
+    return loudness_from_power(weighted_power(x, sample_rate), sample_rate)
 
 
 def loudness_range(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
@@ -153,7 +158,8 @@ def normalize_loudness(x: torch.Tensor, sample_rate: float, target_lufs: float |
 
     Silent items (-inf LUFS) are returned unchanged. Differentiable.
     """
-    lufs = integrated_loudness(x, sample_rate)
+    check_audio(x)
+    lufs = loudness_from_power(weighted_power(x, sample_rate), sample_rate)
     gain_db = torch.as_tensor(target_lufs, dtype=x.dtype, device=x.device) - lufs
     gain_db = torch.where(torch.isfinite(lufs), gain_db, torch.zeros_like(gain_db))
     return x * torch.pow(10.0, gain_db / 20.0)[:, None, None]

@@ -62,9 +62,21 @@ def peak_envelope(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(x.abs(), between)
 
 
+def interpolation_taps(device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """(3, TAPS_PER_PHASE) interpolator phases as a tensor, cached per device and dtype."""
+    return _weight(torch.device(device), dtype)[:, 0, :]
+
+
 def true_peak_linear(x: torch.Tensor) -> torch.Tensor:
-    """Per-item true peak as a linear amplitude: x (batch, channels, samples) -> (batch,)."""
-    return peak_envelope(x).amax(dim=(1, 2))
+    """Per-item true peak as a linear amplitude: x (batch, channels, samples) -> (batch,).
+
+    Only the neighbourhoods whose samples could reach the sample peak are
+    interpolated: elsewhere no in-between value can be the maximum.
+    """
+    from dsp._ops import true_peak_envelope_linked
+
+    floor = x.detach().abs().amax(dim=(1, 2)).double()
+    return true_peak_envelope_linked(x, interpolation_taps(x.device, x.dtype), floor).amax(dim=1)
 
 
 def true_peak(x: torch.Tensor, sample_rate: float | None = None) -> torch.Tensor:
