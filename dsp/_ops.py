@@ -8,7 +8,6 @@ loop runs in either direction.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
