@@ -19,7 +19,7 @@ from dsp.loudness import (
 )
 from dsp.ranges import ParamRange
 from dsp.saturation import Saturation, soft_clip
-from dsp.true_peak import true_peak
+from dsp.truepeak import true_peak
 from dsp.width import StereoWidth, stereo_width
 
 __all__ = [

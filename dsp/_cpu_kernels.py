@@ -133,32 +133,54 @@ def smoother_backward(x, y, alpha, g, dx, dalpha):
 
 
 @njit(**_OPTS)
-def sliding_min_forward(x, window, y, idx):
+def sliding_min_forward(x, window, y, idx, want_idx):
     """Running minimum over the look-ahead window [n, n + window - 1] per row.
 
-    Monotonic deque, O(samples) per row. The window is clipped at the end of the
-    row. x, y: (rows, samples); idx: (rows, samples) int64 argmin positions.
+    van Herk / Gil-Werman: a window spans at most two blocks of ``window`` samples,
+    so its minimum is min(suffix-min of its first block from n, prefix-min of its
+    last block up to n + window - 1). One backward pass stores the suffix minima;
+    one forward pass streams the prefix minima. O(samples), branch-light. The
+    window is clipped at the end of the row. x, y: (rows, samples); idx: (rows,
+    samples) int64 argmin positions, filled only when ``want_idx``.
     """
     rows, n = x.shape
+    w = window
     for r in prange(rows):
-        dq = np.empty(n, dtype=np.int64)
-        head = 0
-        tail = 0  # deque holds indices with increasing values
-        nxt = 0   # next index to push
-        for t in range(n):
-            end = min(n, t + window)
-            while nxt < end:
-                v = x[r, nxt]
-                while tail > head and x[r, dq[tail - 1]] >= v:
-                    tail -= 1
-                dq[tail] = nxt
-                tail += 1
-                nxt += 1
-            while dq[head] < t:
-                head += 1
-            j = dq[head]
-            y[r, t] = x[r, j]
-            idx[r, t] = j
+        suf = np.empty(n, dtype=x.dtype)
+        suf_i = np.empty(n if want_idx else 1, dtype=np.int32)
+        for t in range(n - 1, -1, -1):
+            v = x[r, t]
+            if t == n - 1 or (t + 1) % w == 0 or v <= suf[t + 1]:
+                suf[t] = v
+                if want_idx:
+                    suf_i[t] = t
+            else:
+                suf[t] = suf[t + 1]
+                if want_idx:
+                    suf_i[t] = suf_i[t + 1]
+        pre = x[r, 0]
+        pre_i = 0
+        for e in range(n + w - 1):
+            # stream the prefix minimum of e's block (e clipped to the row end)
+            ec = e if e < n else n - 1
+            if e < n:
+                v = x[r, e]
+                if e % w == 0 or v < pre:
+                    pre = v
+                    pre_i = e
+            t = e - w + 1
+            if t < 0:
+                continue
+            if t >= n:
+                break
+            if ec // w != t // w and pre < suf[t]:
+                y[r, t] = pre
+                if want_idx:
+                    idx[r, t] = pre_i
+            else:
+                y[r, t] = suf[t]
+                if want_idx:
+                    idx[r, t] = suf_i[t]
 
 
 @njit(**_OPTS)
@@ -335,3 +357,47 @@ def moving_average_backward(g, window, dx):
         for t in range(min(n, window - 1)):
             extra += np.float64(g[r, t]) * (window - 1 - t)
         dx[r, 0] += extra * inv
+
+
+@njit(**_OPTS)
+def limiter_pass_forward(hold, scale, ceiling, alpha, window, power, step, gain, energy):
+    """One fused limiter gain computation plus the loudness energy it yields (no adjoint).
+
+    hold: (batch, samples) look-ahead peak hold of the envelope; scale: (batch,) pre-gain
+    k; ceiling: (batch,) linear; alpha: (batch,) release pole; window: look-ahead + 1.
+    gain (batch, samples) receives G = movavg(smooth(min(1, ceiling / (k hold)))) --
+    the same arithmetic as the differentiable composition -- and energy
+    (batch, samples // step) the mean of power * (k G)^2 over each step.
+    """
+    nb, n = hold.shape
+    nsub = energy.shape[1]
+    inv = 1.0 / window
+    for b in prange(nb):
+        k = scale[b]
+        c = ceiling[b]
+        a = alpha[b]
+        buf = np.empty(window)
+        y = min(1.0, c / (k * max(np.float64(hold[b, 0]), 1e-9)))
+        for i in range(window):
+            buf[i] = y
+        acc = y * window
+        esum = 0.0
+        j = 0
+        for t in range(n):
+            g1 = min(1.0, c / (k * max(np.float64(hold[b, t]), 1e-9)))
+            if g1 <= y:
+                y = g1
+            else:
+                y = a * y + (1.0 - a) * g1
+            slot = t % window
+            acc += y - buf[slot]
+            buf[slot] = y
+            g = acc * inv
+            gain[b, t] = g
+            tot = k * g
+            esum += power[b, t] * tot * tot
+            if (t + 1) % step == 0:
+                if j < nsub:
+                    energy[b, j] = esum / step
+                j += 1
+                esum = 0.0

@@ -112,8 +112,9 @@ class _SlidingMinCPU(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, window: int) -> torch.Tensor:
         x = x.contiguous()
         y = torch.empty_like(x)
-        idx = torch.empty(x.shape, dtype=torch.int64)
-        _cpu().sliding_min_forward(_np(x), int(window), _np(y), idx.numpy())
+        want = bool(ctx.needs_input_grad[0])
+        idx = torch.empty(x.shape if want else (1, 1), dtype=torch.int64)
+        _cpu().sliding_min_forward(_np(x), int(window), _np(y), idx.numpy(), want)
         ctx.save_for_backward(idx)
         return y
 
@@ -126,7 +127,14 @@ class _SlidingMinCPU(torch.autograd.Function):
 
 def _sliding_min_doubling(x: torch.Tensor, window: int) -> torch.Tensor:
     """Look-ahead running minimum by log-doubling, in plain torch ops (any device)."""
+    n = x.shape[-1]
     big = torch.finfo(x.dtype).max
+
+    def shift(v: torch.Tensor, s: int) -> torch.Tensor:
+        if s >= n:
+            return torch.full_like(v, big)
+        return torch.nn.functional.pad(v[:, s:], (0, s), value=big)
+
     result = None
     offset = 0
     block = x  # block[n] = min(x[n .. n + size - 1])
@@ -134,15 +142,32 @@ def _sliding_min_doubling(x: torch.Tensor, window: int) -> torch.Tensor:
     remaining = window
     while remaining > 0:
         if remaining & 1:
-            shifted = torch.nn.functional.pad(block[:, offset:], (0, offset), value=big)
+            shifted = shift(block, offset)
             result = shifted if result is None else torch.minimum(result, shifted)
             offset += size
         remaining >>= 1
         if remaining:
-            nxt = torch.nn.functional.pad(block[:, size:], (0, size), value=big)
-            block = torch.minimum(block, nxt)
+            block = torch.minimum(block, shift(block, size))
             size *= 2
     return result
+
+
+def sliding_max_rows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Maximum of each row over the look-ahead window [n, n + window - 1]; see sliding_min_rows."""
+    return -sliding_min_rows(-x, window)
+
+
+def limiter_pass(hold: torch.Tensor, scale: torch.Tensor, ceiling: torch.Tensor, alpha: torch.Tensor, window: int,
+                 power: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused, inference-only limiter gain (batch, samples) and the 100 ms energies
+    (batch, samples // step) of ``power`` under the total gain ``scale * gain``."""
+    b, n = hold.shape
+    gain = torch.empty_like(hold)
+    energy = torch.zeros(b, n // step, dtype=torch.float64)
+    f64 = lambda t: _np(t.detach().to(torch.float64).contiguous())  # noqa: E731
+    _cpu().limiter_pass_forward(_np(hold.detach().contiguous()), f64(scale), f64(ceiling), f64(alpha), int(window),
+                                _np(power.detach().contiguous()), int(step), _np(gain), energy.numpy())
+    return gain, energy.to(hold.dtype)
 
 
 def sliding_min_rows(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -191,7 +216,7 @@ def true_peak_envelope_linked(x: torch.Tensor, taps: torch.Tensor, floor: torch.
     if floor is None:
         floor = torch.zeros(x.shape[0], dtype=torch.float64)
     if x.is_cuda:
-        from dsp.true_peak import peak_envelope
+        from dsp.truepeak import peak_envelope
 
         env = peak_envelope(x).amax(dim=1)
         return torch.maximum(env, torch.nn.functional.pad(env[:, :-1], (1, 0)))

@@ -8,18 +8,20 @@ import torch
 from torch import nn
 
 from dsp.compressor import Compressor, apply_gain_db
-from dsp.eq import ParametricEQ
+from dsp.biquad import apply_biquad_cascade
+from dsp.eq import ParametricEQ, eq_coefficients
 from dsp.gain import Gain
-from dsp.limiter import Limiter, _ceiling_linear, limiter_envelope
-from dsp.loudness import integrated_loudness, loudness_from_power, weighted_power
+from dsp._ops import limiter_pass
+from dsp.limiter import Limiter, _ceiling_linear, limiter_envelope, lookahead_samples
+from dsp.loudness import loudness_from_power, loudness_from_subblocks, weighted_power
 from dsp.processor import Processor
-from dsp.ranges import ParamRange, check_audio, check_params
+from dsp.ranges import ParamRange, check_audio, check_params, ms_to_coef
 from dsp.saturation import Saturation
 from dsp.width import StereoWidth
 
 LOUDNESS_TOLERANCE_LU = 0.05
 MAX_LOUDNESS_PASSES = 6
-LIMITER_HEADROOM_DB = 12.0  # how far the loudness search may push past the first estimate
+LIMITER_HEADROOM_DB = 9.0  # how far the loudness search may push past the first estimate
 
 
 class MasteringChain(nn.Module):
@@ -122,8 +124,11 @@ class MasteringChain(nn.Module):
             raise ValueError(f"target_lufs must be finite or None, got {target_lufs}")
         p = p.to(device=x.device, dtype=x.dtype)
 
-        y = self.stages["input"].process(x, self._values("input", p))
-        y = self.stages["eq"].process(y, self._values("eq", p))
+        # the input gain is folded into the first EQ section's numerator: one pass less
+        gain = torch.pow(10.0, self._values("input", p)["gain_db"].to(torch.float64) / 20.0)
+        coefs = eq_coefficients(self._values("eq", p), self.sample_rate)
+        first = torch.cat([coefs[:, 0, :3] * gain[:, None], coefs[:, 0, 3:]], dim=1)
+        y = apply_biquad_cascade(x, torch.cat([first[:, None], coefs[:, 1:]], dim=1))
         comp = self.stages["compressor"]
         comp_gain = comp.gain_db(y, self._values("compressor", p))
         y = apply_gain_db(y, comp_gain)
@@ -170,26 +175,38 @@ class MasteringChain(nn.Module):
         ceiling = _ceiling_linear(ceiling_dbtp, y)
         max_gain_db = gain_db.detach() + LIMITER_HEADROOM_DB
         env = limiter_envelope(y, ceiling / torch.pow(10.0, max_gain_db / 20.0))
+        hold = limiter.hold(env)
         release = lim_values["release_ms"]
+        fused = not y.is_cuda and not (torch.is_grad_enabled() and (y.requires_grad or release.requires_grad))
+        step = max(1, int(round(0.1 * sr)))
+        look = lookahead_samples(limiter.lookahead_ms, sr)
 
-        def gain_curve(g_db: torch.Tensor) -> torch.Tensor:
-            k = torch.pow(10.0, g_db / 20.0)[:, None]
-            return k * limiter.gain_from_envelope(env * k, ceiling, release)
+        def total_gain(g_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Total gain k * G (batch, samples) and the estimated output loudness (batch,)."""
+            k = torch.pow(10.0, g_db / 20.0)
+            if fused:
+                a_rel = ms_to_coef(release.to(torch.float64), sr)
+                g, energy = limiter_pass(hold, k, ceiling, a_rel, look + 1, power, step)
+                return k[:, None] * g, loudness_from_subblocks(energy, power)
+            tot = k[:, None] * limiter.gain_from_hold(hold * k[:, None], ceiling, release)
+            return tot, loudness_from_power(power * tot * tot, sr)
 
         prev_gain = prev_level = None
         for _ in range(MAX_LOUDNESS_PASSES):
-            total = gain_curve(gain_db)
-            est = loudness_from_power(power * total * total, sr)
+            total, est = total_gain(gain_db)
             err = torch.where(silent, torch.zeros_like(est), target_lufs - est)
             if bool((err.detach().abs() < 0.5 * LOUDNESS_TOLERANCE_LU).all()):
                 break
-            step = err
+            step_db = err
             if prev_gain is not None:
                 slope = (est - prev_level) / (gain_db - prev_gain)
                 slope = torch.where(slope.detach() > 0.05, slope, torch.ones_like(slope)).clamp(max=1.0)
-                step = err / slope
+                step_db = err / slope
             prev_gain, prev_level = gain_db, est
-            gain_db = torch.minimum(gain_db + step.clamp(-6.0, 12.0), max_gain_db)
+            new_gain = torch.minimum(gain_db + step_db.clamp(-6.0, 12.0), max_gain_db)
+            if bool(((new_gain - gain_db).detach().abs() < 1e-3).all()):
+                break  # at the headroom limit: the target is out of reach under this ceiling
+            gain_db = new_gain
 
         for _ in range(2):  # exact check of the rendered output, with a correction if needed
             out = y * total[:, None, :]
@@ -198,7 +215,7 @@ class MasteringChain(nn.Module):
             if bool((err.detach().abs() < LOUDNESS_TOLERANCE_LU).all()):
                 break
             gain_db = torch.minimum(gain_db + err, max_gain_db)
-            total = gain_curve(gain_db)
+            total, _ = total_gain(gain_db)
         self._last_lufs = out_level
         k = torch.pow(10.0, gain_db / 20.0)[:, None]
         return out, total / k

@@ -11,12 +11,11 @@ render is offline, so the look-ahead costs no latency: output and input are alig
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from dsp._ops import moving_average_rows, sliding_min_rows, smooth_rows, true_peak_envelope_linked
+from dsp._ops import moving_average_rows, sliding_max_rows, smooth_rows, true_peak_envelope_linked
 from dsp.processor import Processor
 from dsp.ranges import ParamRange, ms_to_coef
-from dsp.true_peak import interpolation_taps
+from dsp.truepeak import interpolation_taps
 
 
 def limiter_gain(
@@ -42,16 +41,35 @@ def limiter_envelope(x: torch.Tensor, ceiling: torch.Tensor) -> torch.Tensor:
     return true_peak_envelope_linked(x, interpolation_taps(x.device, x.dtype), ceiling.detach().double().cpu())
 
 
+def lookahead_samples(lookahead_ms: float, sample_rate: float) -> int:
+    """Look-ahead length in samples (at least one)."""
+    return max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
+
+
+def peak_hold(env: torch.Tensor, lookahead_ms: float, sample_rate: float) -> torch.Tensor:
+    """Largest envelope value in the look-ahead window [n, n + L]: (batch, samples)."""
+    return sliding_max_rows(env, lookahead_samples(lookahead_ms, sample_rate) + 1)
+
+
+def limiter_gain_from_hold(hold: torch.Tensor, ceiling: torch.Tensor, release_ms: torch.Tensor, sample_rate: float,
+                           lookahead_ms: float = 2.0) -> torch.Tensor:
+    """Gain from the peak hold (batch, samples) and linear ceiling (batch,) -> (batch, samples).
+
+    min(1, ceiling / hold) equals the running minimum of the per-sample gains, so
+    the hold can be computed once and rescaled for any pre-gain.
+    """
+    b = hold.shape[0]
+    g = torch.clamp(ceiling.to(hold.dtype)[:, None] / hold.clamp_min(1e-9), max=1.0)
+    a_rel = ms_to_coef(release_ms.to(torch.float64).expand(b), sample_rate)
+    g = smooth_rows(g, a_rel, torch.zeros_like(a_rel))
+    return moving_average_rows(g, lookahead_samples(lookahead_ms, sample_rate) + 1)
+
+
 def limiter_gain_from_envelope(env: torch.Tensor, ceiling: torch.Tensor, release_ms: torch.Tensor, sample_rate: float,
                                lookahead_ms: float = 2.0) -> torch.Tensor:
     """Gain computer from an envelope (batch, samples) and linear ceiling (batch,) -> gain (batch, samples)."""
-    b = env.shape[0]
-    r = torch.clamp(ceiling.to(env.dtype)[:, None] / env.clamp_min(1e-9), max=1.0)
-    look = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
-    g = sliding_min_rows(r, look + 1)
-    a_rel = ms_to_coef(release_ms.to(torch.float64).expand(b), sample_rate)
-    g = smooth_rows(g, a_rel, torch.zeros_like(a_rel))
-    return moving_average_rows(g, look + 1)
+    hold = peak_hold(env, lookahead_ms, sample_rate)
+    return limiter_gain_from_hold(hold, ceiling, release_ms, sample_rate, lookahead_ms)
 
 
 def limit(x: torch.Tensor, ceiling_dbtp: float | torch.Tensor, release_ms: torch.Tensor, sample_rate: float,
@@ -75,9 +93,13 @@ class Limiter(Processor):
         """Linear gain trace (batch, samples)."""
         return limiter_gain(x, ceiling_dbtp, values["release_ms"], self.sample_rate, self.lookahead_ms)
 
-    def gain_from_envelope(self, env: torch.Tensor, ceiling: torch.Tensor, values_release_ms: torch.Tensor) -> torch.Tensor:
-        """Linear gain (batch, samples) from a precomputed envelope and linear ceiling (batch,)."""
-        return limiter_gain_from_envelope(env, ceiling, values_release_ms, self.sample_rate, self.lookahead_ms)
+    def hold(self, env: torch.Tensor) -> torch.Tensor:
+        """Look-ahead peak hold (batch, samples) of an envelope."""
+        return peak_hold(env, self.lookahead_ms, self.sample_rate)
+
+    def gain_from_hold(self, hold: torch.Tensor, ceiling: torch.Tensor, release_ms: torch.Tensor) -> torch.Tensor:
+        """Linear gain (batch, samples) from a peak hold and linear ceiling (batch,)."""
+        return limiter_gain_from_hold(hold, ceiling, release_ms, self.sample_rate, self.lookahead_ms)
 
     def forward(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float = -1.0) -> torch.Tensor:  # type: ignore[override]
         """x: (batch, channels, samples); p: (batch, 1) in [0, 1]."""

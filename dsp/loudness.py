@@ -113,7 +113,12 @@ def loudness_from_power(power: torch.Tensor, sample_rate: float) -> torch.Tensor
     Signals shorter than one 400 ms block, which BS.1770 leaves undefined, are
     measured as one block over their whole length.
     """
-    sub = _subblock_energy(power, sample_rate)
+    return loudness_from_subblocks(_subblock_energy(power, sample_rate), power)
+
+
+def loudness_from_subblocks(sub: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+    """Gated integrated loudness (batch,) from 100 ms energies (batch, steps); ``power``
+    (batch, samples) is only used when there are fewer than four steps."""
     blocks = _window_energy(sub, 4) if sub.shape[1] >= 4 else power.mean(dim=-1, keepdim=True)
     energy = gated_mean_energy(blocks, RELATIVE_GATE_LU)
     lufs = _to_lufs(energy)

@@ -19,7 +19,7 @@ def soft_clip(x: torch.Tensor, drive_db: torch.Tensor, mix: torch.Tensor) -> tor
     d = torch.pow(10.0, drive_db.to(x.dtype) / 20.0)[:, None, None]
     m = mix.to(x.dtype)[:, None, None]
     wet = torch.tanh(d * x) / d
-    return x + m * (wet - x)
+    return torch.lerp(x, wet, m)
 
 
 class Saturation(Processor):

@@ -18,10 +18,12 @@ def stereo_width(x: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
         return x
     if x.shape[1] != 2:
         raise ValueError(f"stereo width needs 1 or 2 channels, got {x.shape[1]}")
-    w = width.to(x.dtype)[:, None]
-    mid = 0.5 * (x[:, 0] + x[:, 1])
-    side = 0.5 * (x[:, 0] - x[:, 1]) * w
-    return torch.stack([mid + side, mid - side], dim=1)
+    # L' = M + w S, R' = M - w S with M, S = (L +- R) / 2, as one 2x2 matrix per item
+    w = width.to(x.dtype)
+    a = 0.5 * (1.0 + w)
+    b = 0.5 * (1.0 - w)
+    mix = torch.stack([torch.stack([a, b], -1), torch.stack([b, a], -1)], -2)  # (batch, 2, 2)
+    return torch.bmm(mix, x)
 
 
 class StereoWidth(Processor):

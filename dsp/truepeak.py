@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 
 OVERSAMPLING = 4
-TAPS_PER_PHASE = 24  # 96-tap prototype: flat to 0.45 fs, passes the EBU Tech 3341 TP tests
+TAPS_PER_PHASE = 16  # 64-tap prototype; within 0.06 dB of a long reference up to 0.45 fs
 KAISER_BETA = 8.0
 
 _CACHE: dict[tuple, torch.Tensor] = {}
 
 
 def interpolation_kernel() -> np.ndarray:
-    """(3, TAPS_PER_PHASE) float64 taps that give x(n + p/4), p = 1..3, from x[n-11 .. n+12]."""
+    """(3, TAPS_PER_PHASE) float64 taps that give x(n + p/4), p = 1..3, from x[n-7 .. n+8]."""
     half = TAPS_PER_PHASE // 2
     k = np.arange(-half + 1, half + 1)  # input offsets
     taps = np.empty((OVERSAMPLING - 1, TAPS_PER_PHASE))
