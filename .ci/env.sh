@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment and print its python.
+# The environment is cached outside the checkout, keyed by a hash of pyproject.toml
+# and this script: a missing or stale cache is rebuilt from PyPI.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${AUTOMASTER_VENV:-$HOME/.cache/automaster/venv}"
+stamp="$(cat "$here/pyproject.toml" "$here/.ci/env.sh" | sha256sum | cut -c1-16)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.automaster-stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "setting up $venv (torch is large: a few minutes on first run)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip wheel >&2
+    # dependencies only: the code runs from the checkout (PYTHONPATH), so one cached
+    # environment serves every clone
+    "$venv/bin/python" -m pip install -q "$here[dev,bench]" >&2
+    "$venv/bin/python" -m pip uninstall -q -y automaster >&2
+    echo "$stamp" > "$venv/.automaster-stamp"
+fi
+echo "$venv/bin/python"
