@@ -1,0 +1,81 @@
+"""Excerpt sources for the training loop, built from a ``data`` config group.
+
+``data.kind`` selects: ``generated`` (train/synth.py, no files), ``manifest`` (the
+free-music corpus of train/corpus.py), ``folder``, ``musdb``, ``fma``, ``jamendo``
+(train/data.py). File-backed sources wrap an :class:`train.data.ExcerptDataset`
+and map the loop's unbounded item index to (epoch, item), so an item stays a pure
+function of (seed, index) and resuming needs only the index.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from train.pairs import mix_seed
+
+log = logging.getLogger("train")
+_SPLIT_SALT = {"train": 11, "val": 12}
+
+
+class DatasetSource:
+    """Adapter: ``ExcerptDataset`` -> ``excerpt(index)``; index = epoch * len + item."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.sample_rate = int(dataset.config.sample_rate_hz)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def excerpt(self, index: int) -> torch.Tensor:
+        epoch, item = divmod(int(index), len(self.dataset))
+        if self.dataset.epoch != epoch:
+            self.dataset.set_epoch(epoch)
+        return self.dataset[item]
+
+
+def build_source(data_cfg: DictConfig, split: str, sample_rate: int, seed: int):
+    """Source of ``split`` ("train" or "val") at ``sample_rate`` for ``data_cfg``.
+
+    Raises ValueError when the split has no tracks (e.g. a single-album style folder
+    grouped by album has no validation split: use ``data.group_by=file``).
+    """
+    kind = str(data_cfg.kind)
+    split_seed = mix_seed(seed, _SPLIT_SALT[split])
+    if kind == "generated":
+        from train.synth import GeneratedSource
+
+        return GeneratedSource(sample_rate, seconds=float(data_cfg.excerpt_seconds), channels=int(data_cfg.channels), seed=split_seed)
+
+    from train import data as tdata
+
+    config = tdata.ExcerptConfig(
+        excerpt_s=float(data_cfg.excerpt_seconds),
+        sample_rate_hz=int(sample_rate),
+        channels=str(data_cfg.get("channel_mode", "stereo")),
+        silence_db=float(data_cfg.get("silence_db", -50.0)),
+        seed=split_seed % (2**32),
+    )
+    common = {"split": split, "val_fraction": float(data_cfg.get("val_fraction", 0.1)), "split_salt": str(data_cfg.get("split_salt", ""))}
+    if OmegaConf.is_missing(data_cfg, "path") or data_cfg.get("path") in (None, ""):
+        raise ValueError(f"data.path must be set for data.kind={kind}")
+    path = Path(str(data_cfg.path)).expanduser()
+    if kind == "manifest":
+        if not path.exists():
+            raise ValueError(f"corpus manifest {path} not found; build it with `python -m train.corpus --out {path.parent}`")
+        ds = tdata.ManifestDataset(path, config, **common)
+    elif kind == "folder":
+        ds = tdata.FolderDataset(path, config, group_by=str(data_cfg.get("group_by", "parent")), **common)
+    elif kind == "musdb":
+        ds = tdata.MusdbDataset(path, config, **common)
+    elif kind in ("fma", "jamendo"):
+        cls = tdata.FmaDataset if kind == "fma" else tdata.JamendoDataset
+        ds = cls(path, config, metadata=data_cfg.get("metadata"), group_by=str(data_cfg.get("group_by", "album")), **common)
+    else:
+        raise ValueError(f"unknown data.kind {kind!r}; choose generated, manifest, folder, musdb, fma or jamendo")
+    log.info("data %s split %s: %d tracks in %d groups", kind, split, len(ds.tracks), len(ds.groups))
+    return DatasetSource(ds)
