@@ -6,6 +6,7 @@ where there is no GPU. It must be enabled before numba.cuda is imported, hence t
 subprocess.
 """
 
+import ast
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_cuda_kernels_match_cpu_kernels_in_simulator():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(ROOT)}
     res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
-    errors = eval(res.stdout.strip().splitlines()[-1])
+    errors = ast.literal_eval(res.stdout.strip().splitlines()[-1])
     assert set(errors) == {"biquad", "biquad_dx", "biquad_dc", "smoother", "smoother_dx", "smoother_da"}
     for name, err in errors.items():
         assert err < 1e-5, f"{name}: CUDA kernel differs from CPU kernel by {err}"
