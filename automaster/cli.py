@@ -1,0 +1,469 @@
+"""``automaster IN [IN ...] -o OUT``: master audio files from the command line.
+
+Arguments, paths and files are validated before anything heavy (numpy, torch, the model)
+is imported, so ``--help`` and usage errors are instant. User errors print one line,
+``automaster: error: FILE: problem``, and exit with status 2; no traceback is shown
+(set AUTOMASTER_DEBUG=1 to see one for internal errors, which exit with status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from automaster.errors import AutomasterError, OutputError, UserError, one_line
+from automaster.platforms import PLATFORMS, get_platform, platform_table
+
+DEFAULT_TARGET_LUFS = -14.0
+DEFAULT_CEILING_DBTP = -1.0
+LOAD_INTO_MEMORY_BYTES = 192 << 20
+
+EPILOG = """\
+examples:
+  automaster mix.wav -o master.wav
+  automaster mix.wav -o master.flac --platform apple-music --bit-depth 16
+  automaster a.wav b.flac -o masters/ --report
+  automaster mix.wav -o master.wav --reference pro_master.wav
+  automaster mix.wav -o master.wav --params-out s.json     # then edit s.json and:
+  automaster mix.wav -o master2.wav --params-in s.json --force
+
+Loudness: --target (default -14 LUFS) or a --platform preset (--list-platforms); the true
+peak stays under --ceiling (default -1 dBTP). With --reference and no --target/--platform
+the reference's loudness is matched. Output format follows the extension (.wav .flac .ogg
+.aiff); --bit-depth defaults to 24 (TPDF dither when reducing to 16/24-bit PCM).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see automaster --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    p = _Parser(prog="automaster", description="Master audio files: analyse the mix, predict "
+                "the mastering chain's settings, render, normalize loudness under a true-peak "
+                "ceiling, write.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", metavar="IN", help="input audio file(s)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output file, or an existing folder (required with several inputs)")
+    g = p.add_argument_group("loudness")
+    g.add_argument("--target", type=float, metavar="LUFS",
+                   help=f"integrated loudness target (default {DEFAULT_TARGET_LUFS:g})")
+    g.add_argument("--platform", metavar="NAME", help="loudness preset: " + ", ".join(PLATFORMS))
+    g.add_argument("--ceiling", type=float, metavar="DBTP",
+                   help=f"true-peak ceiling (default {DEFAULT_CEILING_DBTP:g})")
+    g.add_argument("--list-platforms", action="store_true", help="print the platform presets")
+    g = p.add_argument_group("processing")
+    g.add_argument("--intensity", type=float, default=1.0, metavar="0..1",
+                   help="blend from the identity setting (0) to the chosen setting (1)")
+    g.add_argument("--reference", metavar="REF", help="match a reference master's sound")
+    g.add_argument("--model", metavar="NAME|PATH", help="checkpoint name or path")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to run (default auto: CUDA when present)")
+    g.add_argument("--params-in", metavar="FILE.json",
+                   help="render with these settings (skips prediction)")
+    g.add_argument("--params-out", metavar="FILE.json",
+                   help="write the chosen settings (physical units)")
+    g.add_argument("--stereo", action="store_true", help="upmix mono input to stereo")
+    g.add_argument("--downmix", action="store_true",
+                   help="fold inputs with more than two channels down to stereo")
+    g = p.add_argument_group("output")
+    g.add_argument("--bit-depth", choices=("16", "24", "32f"),
+                   help="16, 24 (default) or 32f; n/a for .ogg")
+    g.add_argument("--sample-rate", type=int, metavar="HZ",
+                   help="output sample rate (default: the input's)")
+    g.add_argument("--format", choices=("wav", "flac", "ogg", "aiff"),
+                   help="output format in folder mode (default: the input's when writable, "
+                        "else wav)")
+    g.add_argument("--report", action="store_true",
+                   help="also write OUT.report.json and OUT.report.png")
+    g.add_argument("--force", action="store_true", help="overwrite existing output files")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar, no summary lines (errors and warnings still shown)")
+    g.add_argument("--version", action="version", version="automaster 0.1.0")
+    return p
+
+
+@dataclass
+class Plan:
+    """One input file and where its results go."""
+
+    input: Path
+    output: Path
+    info: Any = None  # automaster.io.AudioInfo
+
+
+def _err(message: str) -> None:
+    print(f"automaster: error: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _warn(message: str) -> None:
+    print(f"automaster: warning: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _check_writable_dir(folder: Path, what: str) -> None:
+    if not folder.exists():
+        raise OutputError(f"{what} folder does not exist", folder)
+    if not folder.is_dir():
+        raise OutputError(f"{what} folder is not a folder", folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} folder is not writable", folder)
+
+
+def _check_new_file(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise OutputError("is a folder", path)
+    if path.exists() and not force:
+        raise OutputError("already exists (use --force to overwrite)", path)
+
+
+def _validate_numbers(args: argparse.Namespace) -> None:
+    from math import isfinite
+
+    if args.target is not None and not (isfinite(args.target) and -70.0 < args.target <= 0.0):
+        raise UserError(f"--target must be between -70 and 0 LUFS, got {args.target:g}")
+    if args.ceiling is not None and not (isfinite(args.ceiling) and -30.0 <= args.ceiling <= 0.0):
+        raise UserError(f"--ceiling must be between -30 and 0 dBTP, got {args.ceiling:g}")
+    if not (isfinite(args.intensity) and 0.0 <= args.intensity <= 1.0):
+        raise UserError(f"--intensity must be between 0 and 1, got {args.intensity:g}")
+    if args.sample_rate is not None and not 8000 <= args.sample_rate <= 192000:
+        raise UserError(f"--sample-rate must be between 8000 and 192000 Hz, got {args.sample_rate}")
+    if args.params_in and args.reference:
+        raise UserError("--params-in and --reference cannot be combined (the settings file "
+                        "already fixes the chain)")
+    if args.params_in and args.model:
+        raise UserError("--params-in and --model cannot be combined (no prediction is made)")
+
+
+def _plan_outputs(args: argparse.Namespace) -> list[Plan]:
+    from automaster.io import EXTENSIONS, FORMAT_EXTENSION, output_format
+
+    inputs = [Path(p) for p in args.inputs]
+    out = Path(args.output)
+    folder_mode = len(inputs) > 1 or out.is_dir() or args.output.endswith(os.sep)
+    plans: list[Plan] = []
+    if folder_mode:
+        _check_writable_dir(out, "output")
+        seen: dict[Path, Path] = {}
+        for inp in inputs:
+            if args.format:
+                ext = FORMAT_EXTENSION[args.format.upper()]
+            else:
+                ext = inp.suffix.lower() if inp.suffix.lower() in EXTENSIONS else ".wav"
+            target = out / (inp.stem + ext)
+            if target in seen:
+                raise OutputError(f"two inputs ({seen[target]} and {inp}) would both be written "
+                                  f"to this file", target)
+            seen[target] = inp
+            plans.append(Plan(inp, target))
+    else:
+        if args.format:
+            raise UserError("--format applies to folder output; for one file, choose the "
+                            "output extension")
+        _check_writable_dir(out.parent if str(out.parent) else Path("."), "output")
+        output_format(out)
+        plans.append(Plan(inputs[0], out))
+    return plans
+
+
+def _preflight(args: argparse.Namespace) -> tuple[list[Plan], list[tuple[Path, UserError]]]:
+    """Check inputs and outputs; returns (good plans, [(input, error)] for bad inputs)."""
+    from automaster.io import check_input_info, output_format, output_subtype, probe
+    from automaster.report import report_paths
+
+    plans = _plan_outputs(args)
+    good, bad = [], []
+    for plan in plans:
+        try:
+            plan.info = probe(plan.input)
+            check_input_info(plan.info, downmix=args.downmix)
+            output_subtype(output_format(plan.output), args.bit_depth)
+            if _same_file(plan.input, plan.output):
+                raise OutputError(f"is the input file itself; choose another output path",
+                                  plan.output)
+            _check_new_file(plan.output, args.force)
+            if args.report:
+                for extra in report_paths(plan.output):
+                    _check_new_file(extra, args.force)
+            good.append(plan)
+        except UserError as e:
+            bad.append((plan.input, e))
+    return good, bad
+
+
+def _resolve_loudness(args: argparse.Namespace) -> tuple[float | None, float]:
+    target, ceiling = args.target, args.ceiling
+    if args.platform:
+        try:
+            preset = get_platform(args.platform)
+        except KeyError as e:
+            raise UserError(str(e.args[0])) from None
+        target = preset.target_lufs if target is None else target
+        ceiling = preset.ceiling_dbtp if ceiling is None else ceiling
+    if target is None and not args.reference:
+        target = DEFAULT_TARGET_LUFS
+    if ceiling is None:
+        ceiling = DEFAULT_CEILING_DBTP
+    return target, ceiling
+
+
+class _Bar:
+    """tqdm-backed pipeline.Progress for one file (audio seconds on the x axis)."""
+
+    def __init__(self, label: str, sample_rate: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=0, desc=label, unit="s", unit_scale=1.0 / sample_rate,
+                            leave=False, file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+        self.label = label
+
+    def stage(self, name: str, frames: int) -> None:
+        if self.bar is not None:
+            self.bar.total += frames
+            self.bar.set_description_str(f"{self.label} [{name}]")
+            self.bar.refresh()
+
+    def advance(self, frames: int) -> None:
+        if self.bar is not None:
+            self.bar.update(frames)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _open_source(plan: Plan, args: argparse.Namespace):
+    """Input file -> processing Source (channel mapping, resampling, in memory if small)."""
+    import numpy as np
+
+    from automaster.io import (ChannelMapSource, FileSource, ResampledSource, downmix_matrix,
+                               materialize)
+
+    src: Any = FileSource(plan.input)
+    raw = src
+    if src.channels > 2:
+        src = ChannelMapSource(src, downmix_matrix(src.channels))
+    elif src.channels == 1 and args.stereo:
+        src = ChannelMapSource(src, np.ones((2, 1), dtype=np.float32))
+    if args.sample_rate and args.sample_rate != src.sample_rate:
+        src = ResampledSource(src, args.sample_rate)
+    if src.frames * src.channels * 4 <= LOAD_INTO_MEMORY_BYTES:
+        try:
+            src = materialize(src)
+        finally:
+            raw.close()
+        return src, None
+    return src, raw
+
+
+def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) -> dict[str, Any]:
+    """Master one file; returns the params-out entry."""
+    from automaster.io import AudioWriter
+    from automaster.pipeline import Job, describe, master_source
+    from automaster.settings import settings_document
+
+    src, raw = _open_source(plan, args)
+    bar = _Bar(plan.input.name, src.sample_rate, shared["progress"])
+    job = Job(target_lufs=shared["target"], ceiling_dbtp=shared["ceiling"],
+              intensity=args.intensity, settings=shared["settings"],
+              settings_path=args.params_in, reference=shared["reference"],
+              reference_name=args.reference or "reference", model=shared["model"],
+              device=shared["device"], detail=args.report, name=str(plan.input),
+              tmp_dir=str(plan.output.parent), notify=shared["notify"])
+    try:
+        with AudioWriter(plan.output, src.sample_rate, src.channels, args.bit_depth,
+                         frames_hint=src.frames) as writer:
+            result = master_source(src, job, writer.write, bar)
+    finally:
+        bar.close()
+        if raw is not None:
+            raw.close()
+    if job.model is not None and not isinstance(job.model, (str, os.PathLike)):
+        shared["model"] = job.model  # loaded once, reused for the next files
+    for w in result.report.get("warnings", []):
+        _warn(f"{plan.input}: {w}")
+    if args.report:
+        from automaster.report import write_report
+
+        write_report(plan.output, result.report, result.settings)
+    if os.environ.get("AUTOMASTER_TIMING"):
+        print(f"automaster: timing: {plan.input}: {result.report.get('timings_s')}",
+              file=sys.stderr)
+    if not args.quiet:
+        r = result.report
+        print(f"{plan.input}: {describe(r['before'])} -> {describe(r['after'])}  [{plan.output}]",
+              flush=True)
+    return settings_document(result.settings, input=str(plan.input), output=str(plan.output),
+                             source=result.report.get("source"),
+                             target_lufs=result.report.get("target_lufs"),
+                             ceiling_dbtp=result.report.get("ceiling_dbtp"),
+                             intensity=args.intensity, sample_rate=src.sample_rate)
+
+
+def _write_params_out(path: Path, docs: list[dict[str, Any]]) -> None:
+    from automaster.io import new_temp_file
+    from automaster.settings import FORMAT, VERSION
+
+    if len(docs) == 1:
+        doc = docs[0]
+    else:
+        doc = {"format": FORMAT, "version": VERSION,
+               "files": {d["input"]: d for d in docs}}
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    tmp = None
+    try:
+        tmp = new_temp_file(path)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write settings ({one_line(e)})", path) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.list_platforms:
+        print(platform_table())
+        return 0
+    if not args.inputs:
+        raise UserError("no input files given (see automaster --help)")
+    if not args.output:
+        raise UserError("no output given: use -o OUT (a file, or a folder for several inputs)")
+    _validate_numbers(args)
+    target, ceiling = _resolve_loudness(args)
+
+    settings = None
+    if args.params_in:
+        from automaster.settings import read_settings_file
+
+        settings = read_settings_file(args.params_in)
+    params_out = Path(args.params_out) if args.params_out else None
+    if params_out is not None:
+        _check_writable_dir(params_out.parent if str(params_out.parent) else Path("."),
+                            "--params-out")
+        _check_new_file(params_out, args.force)
+    reference_info = None
+    if args.reference:
+        from automaster.io import check_input_info, probe
+
+        reference_info = probe(args.reference)
+        check_input_info(reference_info, downmix=True)
+
+    plans, bad = _preflight(args)
+    for inp, e in bad:
+        _err(str(e))
+    if params_out is not None:
+        for plan in plans:
+            if _same_file(params_out, plan.input) or _same_file(params_out, plan.output):
+                raise OutputError("--params-out would overwrite an audio file", params_out)
+    if not plans:
+        return 2
+
+    # ---- heavy part: numpy/torch/model from here on
+    import torch
+
+    from automaster.pipeline import load_model, resolve_device
+
+    # one intra-op thread: the chain's tensors are small enough that a second OpenMP thread
+    # buys little, and on a busy machine its barrier waits cost up to 10x (measured)
+    torch.set_num_threads(max(1, int(os.environ.get("AUTOMASTER_THREADS", "1") or 1)))
+
+    device = resolve_device(args.device)
+    model = None
+    if settings is None:
+        model = load_model(args.model, device)  # None: no default checkpoint shipped yet
+    reference = None
+    if args.reference:
+        from automaster.io import FileSource, materialize
+
+        with FileSource(args.reference) as fs:
+            from automaster.io import ArraySource, ChannelMapSource, downmix_matrix
+
+            ref_src: Any = fs
+            if fs.channels > 2:
+                ref_src = ChannelMapSource(fs, downmix_matrix(fs.channels))
+            reference = materialize(ref_src)
+            if not isinstance(reference, ArraySource):  # pragma: no cover
+                raise UserError("cannot load the reference", args.reference)
+
+    notified: set[str] = set()
+
+    def notify(message: str) -> None:
+        if message not in notified:
+            notified.add(message)
+            print(f"automaster: note: {one_line(message)}", file=sys.stderr, flush=True)
+
+    shared = {"target": target, "ceiling": ceiling, "settings": settings, "model": model,
+              "reference": reference, "device": device, "notify": notify,
+              "progress": not args.quiet and sys.stderr.isatty()}
+    failures = len(bad)
+    docs = []
+    files_bar = None
+    if shared["progress"] and len(plans) > 1:
+        from tqdm import tqdm
+
+        files_bar = tqdm(total=len(plans), desc="files", unit="file", file=sys.stderr)
+    try:
+        for plan in plans:
+            try:
+                docs.append(_master_one(plan, args, shared))
+            except UserError as e:
+                _err(str(e) if e.path else f"{plan.input}: {e}")
+                failures += 1
+            if files_bar is not None:
+                files_bar.update(1)
+    finally:
+        if files_bar is not None:
+            files_bar.close()
+    if params_out is not None and docs:
+        _write_params_out(params_out, docs)
+    return 2 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``automaster`` / ``python -m automaster``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+        return _run(args)
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 2
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except AutomasterError as e:
+        _err(str(e))
+        return e.exit_code
+    except Exception as e:  # CheckpointError and anything unexpected
+        if type(e).__name__ == "CheckpointError":
+            _err(str(e))
+            return 2
+        if os.environ.get("AUTOMASTER_DEBUG"):
+            raise
+        _err(f"internal error: {type(e).__name__}: {e}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

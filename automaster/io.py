@@ -1,0 +1,470 @@
+"""Audio files in and out: probing, block sources, channel mapping, resampling, dither.
+
+Formats (libsndfile through ``soundfile``; the output format follows the extension):
+
+=============  ==============================  ===========================
+extension      format                          --bit-depth
+=============  ==============================  ===========================
+.wav .wave     WAV (RF64 above 4 GB)           16, 24 (default), 32f
+.aif .aiff     AIFF                            16, 24 (default), 32f
+.flac          FLAC                            16, 24 (default)
+.ogg .oga      Ogg Vorbis (quality ~0.7)       n/a (lossy, float input)
+=============  ==============================  ===========================
+
+Default word length: 24-bit PCM. The mastering gain and limiter change every sample, so
+the input's word length carries no meaning afterwards; 24 bits keep the dither noise far
+below any audible level, and every player reads it.
+
+Word-length reduction (16/24-bit PCM) adds TPDF dither (two uniform variables, +-1 LSB
+peak, i.e. triangular) before rounding, seeded so a run is reproducible. Float output
+is written as is, without dither.
+
+Resampling (``--sample-rate``): ``scipy.signal.resample_poly`` with our own filter
+instead of its default (a 10-zero-crossing Kaiser(5) design whose stopband sits near
+-50 dB): a Kaiser-windowed sinc (``kaiserord``) with 100 dB stopband attenuation, the
+passband flat to 0.90 and the stopband starting at 1.00 of the lower Nyquist frequency,
+so nothing above the output's Nyquist aliases and nothing audible is cut. Long signals
+are resampled in blocks with enough context that the result equals a one-shot call.
+
+Sources are objects with ``sample_rate``, ``channels``, ``frames`` and
+``read(start, stop) -> (channels, stop - start) float32`` (zero outside the signal), so
+the pipeline handles a 60-minute file and a short array the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from automaster.errors import InputError, OutputError, UserError, one_line
+
+EXTENSIONS = {".wav": "WAV", ".wave": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG",
+              ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF"}
+FORMAT_EXTENSION = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "AIFF": ".aiff"}
+BIT_DEPTHS = ("16", "24", "32f")
+DEFAULT_BIT_DEPTH = "24"
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
+MIN_DURATION_S = 0.4
+OGG_COMPRESSION_LEVEL = 0.3  # libsndfile: Vorbis quality = 1 - level
+DITHER_SEED = 0x5EED
+
+
+class Source(Protocol):
+    """Random-access audio: ``read(start, stop)`` -> (channels, stop-start) float32."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+
+    def read(self, start: int, stop: int) -> np.ndarray: ...
+
+
+# ---------------------------------------------------------------------------- formats
+def output_format(path: str | os.PathLike) -> str:
+    """Container name ("WAV", "FLAC", "OGG", "AIFF") from the output extension."""
+    ext = Path(path).suffix.lower()
+    if ext not in EXTENSIONS:
+        known = ", ".join(sorted(EXTENSIONS))
+        raise OutputError(f"unsupported output extension {ext or '(none)'!r}; use one of {known}",
+                          path)
+    return EXTENSIONS[ext]
+
+
+def output_subtype(fmt: str, bit_depth: str | None) -> str:
+    """libsndfile subtype for a container and ``--bit-depth`` (None = default)."""
+    if fmt == "OGG":
+        if bit_depth is not None:
+            raise UserError("--bit-depth does not apply to Ogg Vorbis (lossy) output")
+        return "VORBIS"
+    depth = DEFAULT_BIT_DEPTH if bit_depth is None else str(bit_depth)
+    if depth not in BIT_DEPTHS:
+        raise UserError(f"--bit-depth must be one of {', '.join(BIT_DEPTHS)}, got {depth!r}")
+    if depth == "32f":
+        if fmt == "FLAC":
+            raise UserError("FLAC cannot store 32-bit float; use --bit-depth 16 or 24")
+        return "FLOAT"
+    return f"PCM_{depth}"
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What ``soundfile.info`` says about a file."""
+
+    path: str
+    frames: int
+    sample_rate: int
+    channels: int
+    format: str
+    subtype: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Open ``path`` just enough to read its header; InputError for anything unusable."""
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file not found", path)
+    if p.is_dir():
+        raise InputError("is a folder, not an audio file", path)
+    if not os.access(p, os.R_OK):
+        raise InputError("permission denied (not readable)", path)
+    if p.stat().st_size == 0:
+        raise InputError("empty file (0 bytes)", path)
+    try:
+        info = sf.info(str(p))
+    except Exception as e:  # LibsndfileError, RuntimeError, TypeError from odd headers
+        raise InputError(f"not a readable audio file ({_sf_reason(e)})", path) from None
+    return AudioInfo(str(p), int(info.frames), int(info.samplerate), int(info.channels),
+                     str(info.format), str(info.subtype))
+
+
+def _sf_reason(e: BaseException) -> str:
+    text = one_line(getattr(e, "error_string", "") or e)
+    return text.replace("Error opening", "error opening") if text else type(e).__name__
+
+
+def check_input_info(info: AudioInfo, *, downmix: bool = False) -> None:
+    """Reject empty, too short, out-of-range-rate and (unless downmix) multichannel files."""
+    if info.frames <= 0:
+        raise InputError("empty audio file (no samples)", info.path)
+    if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+        raise InputError(f"sample rate {info.sample_rate} Hz is outside the supported "
+                         f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz", info.path)
+    if info.duration < MIN_DURATION_S:
+        raise InputError(f"too short ({info.duration:.3f} s; at least {MIN_DURATION_S} s is "
+                         f"needed)", info.path)
+    if info.channels > 2 and not downmix:
+        raise InputError(f"has {info.channels} channels; only mono and stereo are supported "
+                         f"(use --downmix to fold it down to stereo)", info.path)
+
+
+# ---------------------------------------------------------------------------- sources
+class ArraySource:
+    """An in-memory (channels, frames) float32 signal."""
+
+    def __init__(self, data: np.ndarray, sample_rate: int) -> None:
+        data = np.asarray(data)
+        if data.ndim != 2:
+            raise ValueError(f"audio must be (channels, samples), got shape {data.shape}")
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self.sample_rate = int(sample_rate)
+        self.channels = int(data.shape[0])
+        self.frames = int(data.shape[1])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) as (channels, stop-start), zero outside the signal."""
+        if start >= 0 and stop <= self.frames:
+            return self.data[:, start:stop]
+        out = np.zeros((self.channels, max(0, stop - start)), dtype=np.float32)
+        lo, hi = max(start, 0), min(stop, self.frames)
+        if hi > lo:
+            out[:, lo - start:hi - start] = self.data[:, lo:hi]
+        return out
+
+
+class FileSource:
+    """Reads blocks straight from an audio file (bounded memory). Close it when done."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import soundfile as sf
+
+        self.path = os.fspath(path)
+        try:
+            self._f = sf.SoundFile(self.path)
+        except Exception as e:
+            raise InputError(f"not a readable audio file ({_sf_reason(e)})", self.path) from None
+        self.sample_rate = int(self._f.samplerate)
+        self.channels = int(self._f.channels)
+        self.frames = int(self._f.frames)
+        self._pos = -1
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.zeros((self.channels, max(0, stop - start)), dtype=np.float32)
+        lo, hi = max(start, 0), min(stop, self.frames)
+        if hi <= lo:
+            return out
+        try:
+            if self._pos != lo:
+                self._f.seek(lo)
+            data = self._f.read(hi - lo, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise InputError(f"corrupt or truncated audio data ({_sf_reason(e)})",
+                             self.path) from None
+        if data.shape[0] != hi - lo:
+            raise InputError(f"truncated audio data: the header announces {self.frames} frames "
+                             f"but reading stopped at {lo + data.shape[0]}", self.path)
+        self._pos = hi
+        out[:, lo - start:hi - start] = data.T
+        return out
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "FileSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def downmix_matrix(channels: int) -> np.ndarray:
+    """(2, channels) fold-down to stereo.
+
+    Layouts follow the WAVE_FORMAT_EXTENSIBLE default order: 3 = L R C, 4 = L R Ls Rs,
+    5 = L R C Ls Rs, 6 = L R C LFE Ls Rs (ITU-R BS.775: centre and surrounds at -3 dB,
+    LFE dropped), 8 = 7.1 (back pair also at -3 dB). Other counts: odd channels to the
+    left, even to the right, equal weights.
+    """
+    g = 1.0 / math.sqrt(2.0)
+    layouts = {
+        1: [[1.0], [1.0]],
+        2: [[1.0, 0.0], [0.0, 1.0]],
+        3: [[1, 0, g], [0, 1, g]],
+        4: [[1, 0, g, 0], [0, 1, 0, g]],
+        5: [[1, 0, g, g, 0], [0, 1, g, 0, g]],
+        6: [[1, 0, g, 0, g, 0], [0, 1, g, 0, 0, g]],
+        8: [[1, 0, g, 0, g, 0, g, 0], [0, 1, g, 0, 0, g, 0, g]],
+    }
+    if channels in layouts:
+        return np.asarray(layouts[channels], dtype=np.float32)
+    m = np.zeros((2, channels), dtype=np.float32)
+    m[0, 0::2] = 2.0 / channels
+    m[1, 1::2] = 2.0 / channels
+    return m
+
+
+class ChannelMapSource:
+    """``matrix`` (out_channels, in_channels) applied to every block of ``source``."""
+
+    def __init__(self, source: Source, matrix: np.ndarray) -> None:
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != source.channels:
+            raise ValueError(f"channel matrix {matrix.shape} does not fit {source.channels} "
+                             f"channels")
+        self.source = source
+        self.matrix = matrix
+        self.sample_rate = source.sample_rate
+        self.channels = int(matrix.shape[0])
+        self.frames = source.frames
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return (self.matrix @ self.source.read(start, stop)).astype(np.float32, copy=False)
+
+
+@lru_cache(maxsize=16)
+def resampling_filter(up: int, down: int, attenuation_db: float = 100.0) -> np.ndarray:
+    """Odd-length lowpass (DC gain 1) for resample_poly at ``up``/``down``, see module doc."""
+    from scipy.signal import firwin, kaiserord
+
+    rate = float(max(up, down))  # the filter runs at up*fs_in; 1/rate = lower Nyquist there
+    width = 0.10 / rate          # transition 0.90 -> 1.00 of the lower Nyquist
+    numtaps, beta = kaiserord(attenuation_db, width)
+    numtaps |= 1
+    return firwin(numtaps, 0.95 / rate, window=("kaiser", beta))
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample (channels, n) float audio in one call (see module doc for the filter)."""
+    from scipy.signal import resample_poly
+
+    if sr_in == sr_out:
+        return np.asarray(x, dtype=np.float32)
+    g = math.gcd(int(sr_in), int(sr_out))
+    up, down = int(sr_out) // g, int(sr_in) // g
+    y = resample_poly(np.asarray(x, dtype=np.float32), up, down, axis=-1,
+                      window=resampling_filter(up, down))
+    return y.astype(np.float32, copy=False)
+
+
+class ResampledSource:
+    """``source`` resampled to ``sample_rate``, computed per read with enough context that
+    any block equals the same span of a one-shot resample of the whole signal."""
+
+    def __init__(self, source: Source, sample_rate: int) -> None:
+        g = math.gcd(int(source.sample_rate), int(sample_rate))
+        self.up, self.down = int(sample_rate) // g, int(source.sample_rate) // g
+        self.h = resampling_filter(self.up, self.down)
+        half = (self.h.size - 1) // 2
+        ctx = half // self.up + 2  # input samples of context each side
+        self.context = -(-ctx // self.down) * self.down  # a multiple of down
+        self.source = source
+        self.sample_rate = int(sample_rate)
+        self.channels = source.channels
+        self.frames = -(-source.frames * self.up // self.down)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        from scipy.signal import resample_poly
+
+        n = max(0, stop - start)
+        if n == 0:
+            return np.zeros((self.channels, 0), dtype=np.float32)
+        # input segment starting on a multiple of `down` so that its first output sample
+        # has an integer index, with `context` samples either side
+        s0 = (start * self.down // self.up) // self.down * self.down - self.context
+        e0 = -(-stop * self.down // self.up) + self.context
+        seg = self.source.read(s0, e0)
+        y = resample_poly(seg, self.up, self.down, axis=-1, window=self.h)
+        off = start - s0 * self.up // self.down
+        out = y[:, off:off + n].astype(np.float32, copy=False)
+        if out.shape[1] < n:  # cannot happen with the context above; keep shapes exact
+            out = np.pad(out, ((0, 0), (0, n - out.shape[1])))
+        return out
+
+
+def materialize(source: Source, block: int = 1 << 20) -> ArraySource:
+    """Read a whole source into memory."""
+    if isinstance(source, ArraySource):
+        return source
+    data = np.empty((source.channels, source.frames), dtype=np.float32)
+    for s in range(0, source.frames, block):
+        e = min(s + block, source.frames)
+        data[:, s:e] = source.read(s, e)
+    return ArraySource(data, source.sample_rate)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Whole file -> ((channels, samples) float32, sample rate). InputError on failure."""
+    info = probe(path)
+    with FileSource(path) as src:
+        data = src.read(0, src.frames)
+    if not np.isfinite(data).all():
+        raise InputError("contains NaN or infinite samples", path)
+    return data, info.sample_rate
+
+
+# ---------------------------------------------------------------------------- writing
+def new_temp_file(target: Path, suffix: str = ".part") -> Path:
+    """Create a hidden temporary file beside ``target`` with the usual (umask) permissions
+    (mkstemp's default 0600 would otherwise survive the final os.replace)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        os.chmod(tmp, 0o666 & ~mask)
+    except OSError:
+        pass
+    return Path(tmp)
+
+
+def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None) -> np.ndarray:
+    """Float (channels, n) in [-1, 1) -> integers on a ``bits``-bit grid (int16 or int32).
+
+    With ``rng``, TPDF dither (difference of two uniform variables, +-1 LSB) is added
+    before rounding; the result is clipped to the word's range.
+    """
+    scale = float(1 << (bits - 1))
+    y = np.asarray(x, dtype=np.float64) * scale
+    if rng is not None:
+        y += rng.random(y.shape) - rng.random(y.shape)
+    q = np.clip(np.floor(y + 0.5), -scale, scale - 1.0)
+    return q.astype(np.int16 if bits == 16 else np.int32)
+
+
+class AudioWriter:
+    """Streams (channels, n) float blocks into ``path`` without ever leaving partial output.
+
+    Data goes to a hidden temporary file in the output's folder; :meth:`commit` moves it into
+    place with ``os.replace`` (atomic on one filesystem), :meth:`abort` deletes it. Used as a
+    context manager it commits on success and aborts on an exception.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int,
+                 bit_depth: str | None = None, *, frames_hint: int = 0,
+                 seed: int = DITHER_SEED) -> None:
+        import soundfile as sf
+
+        self.path = Path(path)
+        fmt = output_format(self.path)
+        self.subtype = output_subtype(fmt, bit_depth)
+        if fmt == "WAV" and frames_hint * channels * 4 > 0xFFFF0000:
+            fmt = "RF64"  # plain RIFF sizes are 32-bit
+        self.format = fmt
+        self.bits = {"PCM_16": 16, "PCM_24": 24}.get(self.subtype)
+        self._rng = np.random.default_rng(seed) if self.bits else None
+        try:
+            self.tmp = new_temp_file(self.path)
+        except OSError as e:
+            raise OutputError(f"cannot create the output file ({one_line(e)})", self.path) from None
+        kwargs = {"compression_level": OGG_COMPRESSION_LEVEL} if fmt == "OGG" else {}
+        try:
+            self._f = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate),
+                                   channels=int(channels), format=fmt, subtype=self.subtype,
+                                   **kwargs)
+        except Exception as e:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {fmt}/{self.subtype} at {sample_rate} Hz "
+                              f"({_sf_reason(e)})", self.path) from None
+        self.channels = int(channels)
+        self._done = False
+
+    def write(self, block: np.ndarray) -> None:
+        """Append a (channels, n) float block."""
+        if block.shape[0] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {block.shape[0]}")
+        if self.bits is None:
+            data = np.ascontiguousarray(block.T, dtype=np.float32)
+        else:
+            q = quantize(block, self.bits, self._rng)
+            if self.bits == 24:
+                q = q << 8  # libsndfile keeps the top 24 bits of int32 data
+            data = np.ascontiguousarray(q.T)
+        try:
+            self._f.write(data)
+        except Exception as e:
+            raise OutputError(f"write failed ({_sf_reason(e)})", self.path) from None
+
+    def commit(self) -> None:
+        """Finish the file and move it into place."""
+        if self._done:
+            return
+        try:
+            self._f.close()
+            os.replace(self.tmp, self.path)
+        except Exception as e:
+            self.abort()
+            raise OutputError(f"cannot finish the output file ({one_line(e)})", self.path) \
+                from None
+        self._done = True
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._f.close()
+        except Exception:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "AudioWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
+                bit_depth: str | None = None) -> None:
+    """Write a whole (channels, samples) float array atomically (see :class:`AudioWriter`)."""
+    audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    with AudioWriter(path, sample_rate, audio.shape[0], bit_depth,
+                     frames_hint=audio.shape[1]) as w:
+        for s in range(0, audio.shape[1], 1 << 20):
+            w.write(audio[:, s:s + (1 << 20)])

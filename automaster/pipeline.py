@@ -1,0 +1,776 @@
+"""The mastering pipeline: analyse, choose a setting, render, normalize, limit, write.
+
+1. Analysis pass over the whole input (streaming meter): loudness, true peak, LRA, crest.
+   Silence or near-silence (below -70 LUFS integrated or -80 dBFS peak) stops here: it is
+   passed through unchanged, with a warning, instead of being pushed up to the target.
+2. Setting: ``--params-in`` values, or the network's prediction (from the same bounded set
+   of analysis windows its feature extractor would pick from the whole track), or the
+   built-in preset when no trained model exists; with a reference, refined by
+   :mod:`automaster.reference`. ``intensity`` blends the identity setting towards it in
+   normalized parameter space.
+3. Render in blocks (30 s, each with 2 s of lead-in that warms the filter and compressor
+   state up and is thrown away) through ``MasteringChain`` without limiter or loudness
+   stage. The result goes to a float store (memory, or an unnamed temporary file for long
+   inputs) while its loudness is measured.
+4. Loudness and ceiling: one global gain, then the chain's true-peak limiter, again in
+   blocks with lead-in. The loudness of the limited output is measured and the gain is
+   re-aimed (secant steps) until it is within 0.1 LU of the target; finally, if the
+   independent 4x true-peak measurement exceeds the ceiling anywhere, the whole output is
+   trimmed by the excess. The last pass is written (quantized and dithered by the sink).
+
+Memory stays bounded by the block size whatever the input length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from automaster.errors import InputError, UserError, one_line
+from automaster.io import ArraySource, Source
+from automaster.metering import Meter, Measurement
+
+SILENCE_LUFS = -70.0
+SILENCE_PEAK_DBFS = -80.0
+LOUDNESS_TOLERANCE_LU = 0.1
+MAX_LIMITER_PASSES = 6
+TP_MARGIN_DB = 0.02
+BLOCK_FRAMES = 2_880_000  # 60 s at 48 kHz: ~0.5 GB of chain temporaries per block
+LEAD_SECONDS = 2.0
+LIMITER_MARGIN_DB = 0.2  # the limiter aims this far under the ceiling: its interpolator and
+# the independent 4x measurement (resample_poly) can differ by a few tenths of a dB on bright
+# material; aiming a little lower usually saves a pass
+TAIL_SECONDS = 0.05
+MEMORY_BYTES = 192 << 20
+TRACE_POINTS = 2000
+
+_noted: set[str] = set()
+
+
+def _stderr_once(key: str, message: str) -> None:
+    if key not in _noted:
+        _noted.add(key)
+        print(f"automaster: note: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class MasterResult:
+    """Outcome of one master: ``audio`` (channels, samples) float32 (None when streamed to a
+    file), ``settings`` {chain parameter: physical value}, ``report`` (JSON-ready dict)."""
+
+    audio: np.ndarray | None
+    settings: dict[str, float]
+    report: dict[str, Any]
+
+
+@dataclass
+class Job:
+    """Everything the pipeline needs besides the audio."""
+
+    target_lufs: float | None = -14.0  # None: the reference's loudness (or -14 without one)
+    ceiling_dbtp: float | None = -1.0  # None: no limiter
+    intensity: float = 1.0
+    settings: dict[str, float] | None = None  # --params-in (physical, possibly partial)
+    settings_path: str | None = None
+    reference: Source | None = None
+    reference_name: str = "reference"
+    model: Any = None  # MasteringModel, checkpoint name/path, or None (default / preset)
+    device: Any = "auto"
+    detail: bool = False  # long-term spectra and gain-reduction traces for reports
+    name: str = "input"
+    block_frames: int = BLOCK_FRAMES
+    lead_seconds: float = LEAD_SECONDS
+    memory_bytes: int = MEMORY_BYTES
+    tmp_dir: str | None = None
+    notify: Callable[[str], None] | None = None  # one-line notes for the user
+    warnings: list[str] = field(default_factory=list)
+
+
+class Progress:
+    """No-op progress sink; the CLI passes a tqdm-backed one."""
+
+    def stage(self, name: str, frames: int) -> None:  # a pass over `frames` samples begins
+        pass
+
+    def advance(self, frames: int) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------- helpers
+def resolve_device(device: Any):
+    """"auto" | "cpu" | "cuda[:n]" | torch.device -> torch.device (UserError if unusable)."""
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    name = str(device or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was requested but no CUDA device is available")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"unknown device {device!r}; use auto, cpu or cuda")
+
+
+def default_model_available() -> bool:
+    """Whether the registry's "default" checkpoint has its weights file."""
+    from pathlib import Path
+
+    from model.checkpoint import REGISTRY_DIR, CheckpointError, registered_models
+
+    try:
+        entry = registered_models().get("default")
+    except CheckpointError:
+        return False
+    if not entry:
+        return False
+    stem = REGISTRY_DIR / entry["file"]
+    weights = stem if stem.suffix == ".safetensors" else Path(str(stem) + ".safetensors")
+    return weights.exists()
+
+
+def load_model(spec: Any, device: Any):
+    """Model spec -> MasteringModel on ``device``, or None when the default is not shipped.
+
+    ``spec``: a MasteringModel, a registry name / checkpoint path, or None (the registry's
+    default if its weights exist). Raises model.checkpoint.CheckpointError for bad files.
+    """
+    from model.checkpoint import load_checkpoint
+    from model.mastering_model import MasteringModel
+
+    dev = resolve_device(device)
+    if isinstance(spec, MasteringModel):
+        return spec.to(dev).eval()
+    if spec is None:
+        if not default_model_available():
+            return None
+        spec = "default"
+    return load_checkpoint(spec, dev)
+
+
+class TraceReducer:
+    """Keeps the minimum of a gain trace (dB) over ``points`` equal buckets of a signal."""
+
+    def __init__(self, frames: int, sample_rate: int, points: int = TRACE_POINTS) -> None:
+        self.bucket = max(1, -(-frames // points))
+        self.values = np.zeros(-(-frames // self.bucket))
+        self.sample_rate = sample_rate
+
+    def add(self, start: int, trace: np.ndarray) -> None:
+        """Trace values (n,) for samples [start, start + n)."""
+        if trace.size == 0:
+            return
+        idx = (start + np.arange(trace.size)) // self.bucket
+        np.minimum.at(self.values, idx, trace.astype(np.float64))
+
+    def as_dict(self) -> dict[str, list[float]]:
+        t = (np.arange(self.values.size) + 0.5) * self.bucket / self.sample_rate
+        return {"time_s": np.round(t, 3).tolist(), "gain_db": np.round(self.values, 3).tolist()}
+
+
+class FloatStore:
+    """(channels, frames) float32 buffer in memory, or in an unnamed temporary file when
+    larger than ``memory_bytes`` (deleted automatically, even on a crash)."""
+
+    def __init__(self, channels: int, frames: int, memory_bytes: int,
+                 tmp_dir: str | None = None) -> None:
+        self.channels, self.frames = channels, frames
+        self._mem: np.ndarray | None = None
+        self._file = None
+        if channels * frames * 4 <= memory_bytes:
+            self._mem = np.zeros((channels, frames), dtype=np.float32)
+        else:
+            self._file = tempfile.TemporaryFile(dir=tmp_dir, prefix=".automaster-")
+
+    @property
+    def in_memory(self) -> bool:
+        return self._mem is not None
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        if self._mem is not None:
+            self._mem[:, start:start + block.shape[1]] = block
+            return
+        self._file.seek(start * self.channels * 4)
+        self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        lo, hi = max(start, 0), min(stop, self.frames)
+        if self._mem is not None and lo == start and hi == stop:
+            return self._mem[:, start:stop]
+        out = np.zeros((self.channels, max(0, stop - start)), dtype=np.float32)
+        if hi > lo:
+            if self._mem is not None:
+                out[:, lo - start:hi - start] = self._mem[:, lo:hi]
+            else:
+                self._file.seek(lo * self.channels * 4)
+                raw = self._file.read((hi - lo) * self.channels * 4)
+                out[:, lo - start:hi - start] = np.frombuffer(raw, np.float32).reshape(
+                    hi - lo, self.channels).T
+        return out
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._mem = None
+
+
+def _blocks(frames: int, block: int):
+    for s in range(0, frames, block):
+        yield s, min(s + block, frames)
+
+
+def analysis_windows(source: Source, count: int, seconds: float) -> np.ndarray:
+    """``count`` windows of ``seconds`` centred at (k + 0.5) / count of the signal, joined:
+    (channels, count * L); the whole signal when it is shorter than that."""
+    n = source.frames
+    length = max(1, int(round(seconds * source.sample_rate)))
+    if n <= count * length:
+        return np.array(source.read(0, n), dtype=np.float32)
+    parts = []
+    for i in range(count):
+        centre = (i + 0.5) / count * n
+        start = int(min(max(round(centre - length / 2), 0), n - length))
+        parts.append(source.read(start, start + length))
+    return np.concatenate(parts, axis=1)
+
+
+def excerpt_batch(source: Source, count: int, seconds: float) -> np.ndarray:
+    """(count', channels, L) evenly spread excerpts (fewer when the signal is short)."""
+    n = source.frames
+    length = min(n, max(1, int(round(seconds * source.sample_rate))))
+    count = max(1, min(count, n // length))
+    out = []
+    for i in range(count):
+        centre = (i + 0.5) / count * n
+        start = int(min(max(round(centre - length / 2), 0), n - length))
+        out.append(source.read(start, start + length))
+    return np.stack(out)
+
+
+def measure_source(source: Source, *, true_peak: bool = True, spectrum: bool = False,
+                   block: int = 1 << 20, progress: Progress | None = None,
+                   name: str = "input") -> Meter:
+    """Stream a source through a Meter. InputError on NaN/inf samples."""
+    meter = Meter(source.sample_rate, source.channels, true_peak=true_peak, spectrum=spectrum)
+    for s, e in _blocks(source.frames, block):
+        x = source.read(s, e)
+        try:
+            meter.process(x)
+        except ValueError:
+            bad = int(np.argmin(np.isfinite(x).all(axis=0)))
+            raise InputError(f"contains NaN or infinite samples (first at {(s + bad) / source.sample_rate:.3f} s)",
+                             name) from None
+        if progress:
+            progress.advance(e - s)
+    return meter
+
+
+# ---------------------------------------------------------------------------- setting
+def _limiter_gain(chain, y, release_ms: float, ceiling_dbtp: float):
+    """Linear gain (1, n) of the chain's true-peak limiter for y (1, channels, n)."""
+    import torch
+
+    try:
+        limiter = chain.stages["limiter"]
+        rel = torch.tensor([float(release_ms)], dtype=y.dtype, device=y.device)
+        return limiter.gain(y, {"release_ms": rel}, ceiling_dbtp)
+    except (AttributeError, KeyError, TypeError):  # chain internals moved: public API
+        p = chain.identity_params(1, device=y.device)
+        if "limiter.release_ms" in chain.param_names:
+            s = chain.denormalize(p)[0]
+            s["limiter.release_ms"] = float(release_ms)
+            p = chain.normalize([s]).to(y.device)
+        _, trace = chain.render(y, p, ceiling_dbtp=ceiling_dbtp)
+        return torch.pow(10.0, trace["limiter_gain_db"] / 20.0)
+
+
+def choose_setting(chain, source: Source, before: Measurement, job: Job, device) -> tuple[Any, dict]:
+    """Normalized setting (1, n) and a dict describing where it came from."""
+    import torch
+
+    from automaster.presets import preset_settings
+    from automaster.settings import complete_settings
+
+    info: dict[str, Any] = {}
+    identity = chain.identity_params(1, device=device)
+    identity_phys = chain.denormalize(identity.cpu())[0]
+    if job.settings is not None:
+        full, filled = complete_settings(job.settings, chain.ranges, identity_phys,
+                                         job.settings_path)
+        if filled:
+            info["filled_from_identity"] = filled
+        p = chain.normalize([full]).to(device)
+        info["source"] = "params-in"
+    else:
+        model = job.model
+        if model is None or isinstance(model, (str, os.PathLike)):
+            model = load_model(model, device)
+            job.model = model if model is not None else job.model
+        if model is not None:
+            window = getattr(model.features, "window_seconds", 4.0)
+            count = getattr(model.features, "n_windows", 8)
+            x = analysis_windows(source, count, window)
+            xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
+            p = model.predict(xt, source.sample_rate).to(device=device, dtype=torch.float32)
+            if p.shape != (1, chain.num_params):
+                raise UserError(f"the model predicts {tuple(p.shape)} parameters but the chain "
+                                f"needs (1, {chain.num_params})")
+            p = p.clamp(0.0, 1.0)
+            meta = getattr(model, "checkpoint_metadata", None) or {}
+            info["source"] = "model"
+            info["model"] = meta.get("weights_file", type(model).__name__)
+        elif job.reference is not None:
+            p = identity.clone()
+            info["source"] = "identity"
+        else:
+            msg = ("no trained model found (checkpoints/default.safetensors is missing); using "
+                   "the built-in 'gentle' preset (automaster/presets.py)")
+            (job.notify or (lambda m: _stderr_once("preset", m)))(msg)
+            phys = preset_settings(identity_phys, chain.ranges, before.integrated_lufs)
+            p = chain.normalize([phys]).to(device)
+            info["source"] = "preset:gentle"
+        if job.reference is not None:
+            p, ref_info = match_to_reference(chain, source, job, p, device)
+            info["reference"] = ref_info
+            info["source"] = f"reference (from {info['source']})"
+    if job.intensity != 1.0:
+        p = (identity + job.intensity * (p - identity)).clamp(0.0, 1.0)
+    return p, info
+
+
+def match_to_reference(chain, source: Source, job: Job, p0, device) -> tuple[Any, dict]:
+    """Fit the setting to job.reference (see automaster.reference)."""
+    import torch
+
+    from automaster import reference as ref_mod
+    from automaster.io import ResampledSource
+
+    rate = source.sample_rate
+    opt_src: Source = source
+    if rate > ref_mod.MAX_OPT_RATE:
+        rate = ref_mod.MAX_OPT_RATE
+        opt_src = ResampledSource(source, rate)
+    ref_src = job.reference
+    if ref_src.sample_rate > ref_mod.MAX_OPT_RATE:
+        ref_src = ResampledSource(ref_src, ref_mod.MAX_OPT_RATE)
+    ref_x = torch.from_numpy(excerpt_batch(ref_src, ref_mod.REFERENCE_EXCERPTS,
+                                           ref_mod.EXCERPT_SECONDS)).to(device)
+    # compare like with like: a mono master against the reference's mid signal
+    if source.channels == 1 and ref_x.shape[1] == 2:
+        ref_x = ref_x.mean(dim=1, keepdim=True)
+    with torch.no_grad():
+        ref_profile = ref_mod.profile(ref_x, ref_src.sample_rate)
+    exc = torch.from_numpy(excerpt_batch(opt_src, ref_mod.EXCERPTS,
+                                         ref_mod.EXCERPT_SECONDS)).to(device)
+    chain_opt = chain
+    if rate != source.sample_rate:
+        from dsp import MasteringChain
+
+        chain_opt = MasteringChain(sample_rate=rate).to(device)
+    target = job.target_lufs
+    p, info = ref_mod.match(chain_opt, exc, rate, ref_profile, p0, target_lufs=target,
+                            ceiling_dbtp=job.ceiling_dbtp)
+    info["reference_profile"] = ref_profile.as_dict()
+    return p.to(device), info
+
+
+# ---------------------------------------------------------------------------- render
+def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, device,
+                        progress: Progress, comp_trace: TraceReducer | None) -> Meter:
+    """Chain without limiter/loudness into ``store``; returns the meter of the result."""
+    import torch
+
+    sr = source.sample_rate
+    block = _block_frames(job, source.frames)
+    lead = int(job.lead_seconds * sr)
+    meter = Meter(sr, source.channels, true_peak=False)
+    progress.stage("render", source.frames)
+    with torch.no_grad():
+        for s, e in _blocks(source.frames, block):
+            a = max(0, s - lead)
+            x = torch.from_numpy(np.ascontiguousarray(source.read(a, e)))[None].to(device)
+            y, trace = chain.render(x, p, ceiling_dbtp=None)
+            out = y[0, :, s - a:].float().cpu().numpy()
+            if not np.isfinite(out).all():
+                raise UserError("the chain produced non-finite samples with this setting", job.name)
+            store.write(s, out)
+            meter.process(out)
+            if comp_trace is not None:
+                comp_trace.add(s, trace["compressor_gain_db"][0, s - a:].float().cpu().numpy())
+            progress.advance(e - s)
+    return meter
+
+
+def _block_frames(job: Job, frames: int) -> int:
+    """Block length: job.block_frames, or the whole signal when it is barely longer."""
+    block = max(1, int(job.block_frames))
+    return frames if frames <= 1.25 * block else block
+
+
+def _limited(chain, store: FloatStore, gain_db: float, release_ms: float,
+             ceiling: float | None, job: Job, device, sample_rate: int):
+    """Yield (start, output block (channels, n), limiter gain dB (n,)) over the store."""
+    import torch
+
+    block = _block_frames(job, store.frames)
+    lead = int(min(job.lead_seconds, 1.0) * sample_rate)
+    tail = int(TAIL_SECONDS * sample_rate) + 32
+    k = 10.0 ** (gain_db / 20.0)
+    with torch.no_grad():
+        for s, e in _blocks(store.frames, block):
+            a, b = max(0, s - lead), min(store.frames, e + tail)
+            y = store.read(a, b) * np.float32(k)
+            if ceiling is None:
+                yield s, y[:, s - a:e - a], np.zeros(e - s)
+                continue
+            yt = torch.from_numpy(np.ascontiguousarray(y))[None].to(device)
+            g = _limiter_gain(chain, yt, release_ms, ceiling)[0, s - a:e - a].double().cpu().numpy()
+            out = (y[:, s - a:e - a] * g[None, :]).astype(np.float32)
+            yield s, out, 20.0 * np.log10(np.maximum(g, 1e-12))
+
+
+def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] | None = None,
+                  progress: Progress | None = None) -> MasterResult:
+    """Master a (processing-rate) source; blocks go to ``write`` (or into result.audio)."""
+    import time
+
+    progress = progress or Progress()
+    sr, ch, frames = source.sample_rate, source.channels, source.frames
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = round(timings.get(name, 0.0) + now - clock[0], 3)
+        clock[0] = now
+
+    collected: list[np.ndarray] | None = [] if write is None else None
+    emit = write if write is not None else collected.append  # type: ignore[union-attr]
+
+    progress.stage("analyse", frames)
+    meter_in = measure_source(source, spectrum=job.detail, progress=progress, name=job.name)
+    before = meter_in.result()
+    lap("analyse")
+    report: dict[str, Any] = {"input": job.name, "sample_rate": sr, "channels": ch,
+                              "duration_s": round(frames / sr, 3)}
+
+    if job.reference is not None:
+        ref_meter = measure_source(job.reference, true_peak=False, name=job.reference_name)
+        ref_m = ref_meter.result()
+        report["reference"] = {"file": job.reference_name, **ref_m.as_dict()}
+        if job.target_lufs is None:
+            if not math.isfinite(ref_m.integrated_lufs) or ref_m.integrated_lufs < SILENCE_LUFS:
+                raise InputError("the reference is silent; cannot match its loudness",
+                                 job.reference_name)
+            job.target_lufs = round(ref_m.integrated_lufs, 2)
+        lap("reference_loudness")
+    if job.target_lufs is None:
+        job.target_lufs = -14.0
+    report["target_lufs"] = job.target_lufs
+    report["ceiling_dbtp"] = job.ceiling_dbtp
+    report["intensity"] = job.intensity
+
+    import torch
+
+    from dsp import MasteringChain
+
+    device = resolve_device(job.device)
+    chain = MasteringChain(sample_rate=sr).to(device)
+    lap("load_torch")
+    silent = (not math.isfinite(before.integrated_lufs) or before.integrated_lufs < SILENCE_LUFS
+              or not math.isfinite(before.sample_peak_dbfs)
+              or before.sample_peak_dbfs < SILENCE_PEAK_DBFS)
+    if silent:
+        job.warnings.append(f"silent or near-silent input ({_fmt(before.integrated_lufs)} LUFS, "
+                            f"peak {_fmt(before.sample_peak_dbfs)} dBFS): passed through "
+                            f"unchanged, not raised to the target")
+        progress.stage("write", frames)
+        for s, e in _blocks(frames, 1 << 20):
+            emit(np.array(source.read(s, e), dtype=np.float32))
+            progress.advance(e - s)
+        settings = chain.denormalize(chain.identity_params(1))[0]
+        report.update({"source": "passthrough", "before": before.as_dict(),
+                       "after": before.as_dict(), "gain_db": 0.0, "warnings": job.warnings})
+        audio = np.concatenate(collected, axis=1) if collected is not None else None
+        return MasterResult(audio, settings, report)
+
+    p, info = choose_setting(chain, source, before, job, device)
+    lap("setting")
+    settings = chain.denormalize(p.detach().cpu())[0]
+    report.update(info)
+    release = float(settings.get("limiter.release_ms", 100.0))
+
+    store = FloatStore(ch, frames, job.memory_bytes, job.tmp_dir)
+    comp_trace = TraceReducer(frames, sr) if job.detail else None
+    try:
+        pre = _render_pre_limiter(chain, p.detach(), source, store, job, device, progress,
+                                  comp_trace)
+        pre_lufs = pre.integrated_lufs()
+        lap("render")
+        target, ceiling = float(job.target_lufs), job.ceiling_dbtp
+        if not math.isfinite(pre_lufs):
+            raise UserError("the chain's output with this setting is silent", job.name)
+        search = GainSearch(target, target - pre_lufs)
+        lim_ceiling = None if ceiling is None else ceiling - LIMITER_MARGIN_DB
+        keep = store.in_memory  # cache the last pass when it fits in memory
+        n_passes = 0
+        best = None  # (score, gain_db, lim_ceiling, meter, cache, trace)
+        gain_db = search.gain
+        while True:
+            n_passes += 1
+            meter = Meter(sr, ch, true_peak=True, spectrum=job.detail)
+            lim_trace = TraceReducer(frames, sr) if job.detail else None
+            cache: list | None = [] if keep else None
+            progress.stage("limit", frames)
+            energy_total = energy_free = 0.0
+            for s, out, g_db in _limited(chain, store, gain_db, release, lim_ceiling, job,
+                                         device, sr):
+                meter.process(out)
+                # slope of loudness vs gain: only samples the limiter leaves alone get louder
+                e = (out.astype(np.float64) ** 2).sum(axis=0)
+                energy_total += float(e.sum())
+                energy_free += float(e[g_db > -0.05].sum())
+                if cache is not None:
+                    cache.append(out)
+                if lim_trace is not None:
+                    lim_trace.add(s, g_db)
+                progress.advance(out.shape[1])
+            level = meter.integrated_lufs()
+            # the limiter works with its own interpolator; the ceiling must also hold for the
+            # independent 4x measurement (resample_poly), so lower the limiter's aim if not
+            excess = 0.0
+            if ceiling is not None:
+                tp = 20.0 * math.log10(max(meter.true_peak_linear(), 1e-12))
+                excess = max(0.0, tp - (ceiling - TP_MARGIN_DB))
+            if os.environ.get("AUTOMASTER_DEBUG_PASSES"):
+                print(f"pass gain {gain_db:.3f} ceiling {lim_ceiling} -> {level:.3f} LUFS, "
+                      f"excess {excess:.3f}", file=sys.stderr)
+            score = abs(target - level) + 4.0 * excess
+            if best is None or score < best[0]:
+                best = (score, gain_db, lim_ceiling, meter, cache, lim_trace)
+            if ceiling is None or (abs(target - level) <= LOUDNESS_TOLERANCE_LU and excess == 0):
+                break
+            if n_passes >= MAX_LIMITER_PASSES:
+                break
+            if excess > 0.0:
+                lim_ceiling -= excess + 0.005
+            slope = energy_free / energy_total if energy_total > 0 else 1.0
+            nxt = search.next(gain_db, level, slope, lowered=excess > 0.0)
+            if nxt is None:
+                job.warnings.append(
+                    f"the target {target:g} LUFS is not reachable under the {ceiling:g} dBTP "
+                    f"ceiling with this setting; the master is at {level:.1f} LUFS")
+                break
+            gain_db = nxt
+        _, gain_db, lim_ceiling, meter, cache, lim_trace = best
+        tp_db = 20.0 * math.log10(max(meter.true_peak_linear(), 1e-12))
+        trim_db = 0.0
+        if ceiling is not None and tp_db > ceiling - TP_MARGIN_DB:
+            trim_db = ceiling - TP_MARGIN_DB - tp_db  # last resort: a small global trim
+        trim = np.float32(10.0 ** (trim_db / 20.0))
+        lap("loudness_and_limiter")
+        timings["limiter_passes"] = n_passes
+
+        progress.stage("write", frames)
+        if cache is not None:
+            for out in cache:
+                emit(out * trim if trim_db else out)
+                progress.advance(out.shape[1])
+        else:
+            for _, out, _ in _limited(chain, store, gain_db, release, lim_ceiling, job, device,
+                                      sr):
+                emit(out * trim if trim_db else out)
+                progress.advance(out.shape[1])
+    finally:
+        store.close()
+
+    lap("write")
+    after = meter.result()
+    for key in ("integrated_lufs", "true_peak_dbtp", "sample_peak_dbfs", "rms_dbfs"):
+        setattr(after, key, getattr(after, key) + trim_db)
+    report.update({
+        "before": before.as_dict(),
+        "after": after.as_dict(),
+        "gain_db": round(gain_db + trim_db, 3),
+        "true_peak_trim_db": round(trim_db, 3),
+        "limiter_ceiling_dbtp": None if lim_ceiling is None else round(lim_ceiling, 3),
+        "warnings": job.warnings,
+        "timings_s": timings,
+    })
+    if job.detail:
+        from automaster.report import smooth_spectrum
+
+        f_in, s_in = meter_in.spectrum()
+        _, s_out = meter.spectrum()
+        report["spectrum"] = smooth_spectrum(f_in, s_in, s_out + trim_db if s_out.size else s_out)
+        report["gain_reduction"] = {
+            "compressor": comp_trace.as_dict() if comp_trace else None,
+            "limiter": lim_trace.as_dict() if lim_trace else None,
+        }
+    audio = np.concatenate(collected, axis=1) if collected is not None else None
+    return MasterResult(audio, settings, report)
+
+
+class GainSearch:
+    """Root finder for the normalization gain g (dB): limited-output loudness L(g) = target.
+
+    L is increasing and concave (the limiter flattens it) and may saturate below the
+    target. Until the root is bracketed, steps use a slope estimate (the fraction of
+    output energy the limiter leaves alone, or the secant when smaller); once bracketed,
+    the Illinois variant of regula falsi. Never more than ``MAX_EXTRA_DB`` above the first
+    guess; None when more gain stops making it louder.
+    """
+
+    MAX_EXTRA_DB = 24.0
+    MAX_STEP_DB = 6.0
+
+    def __init__(self, target: float, first_gain: float) -> None:
+        self.target = target
+        self.gain = first_gain
+        self.max_gain = first_gain + self.MAX_EXTRA_DB
+        self.lo: list[float] | None = None  # [gain, level - target < 0]
+        self.hi: list[float] | None = None  # [gain, level - target >= 0]
+        self.last: tuple[float, float] | None = None
+        self.kept: str | None = None
+
+    def next(self, gain: float, level: float, slope: float, lowered: bool = False) -> float | None:
+        """Next gain after measuring ``level`` at ``gain``. ``lowered``: the limiter's ceiling
+        was just lowered, which only makes L smaller (points below the target stay valid)."""
+        f = level - self.target
+        if lowered:
+            self.hi, self.last, self.kept = None, None, None
+        if self.last is not None and abs(gain - self.last[0]) > 1e-6:
+            secant = (level - self.last[1]) / (gain - self.last[0])
+            if self.hi is None and f < 0 and self.last[1] < self.target \
+                    and gain > self.last[0] + 1.0 and secant < 0.02:
+                return None  # saturated: more gain no longer makes it louder
+            if math.isfinite(secant) and secant > 0:
+                slope = min(slope, secant)
+        self.last = (gain, level)
+        if f < 0:
+            if self.lo is None or gain >= self.lo[0]:
+                self.lo = [gain, f]
+            kept = "hi"
+        else:
+            if self.hi is None or gain <= self.hi[0]:
+                self.hi = [gain, f]
+            kept = "lo"
+        if self.lo is not None and self.hi is not None:
+            if kept == self.kept:  # Illinois: the same end kept twice, halve its value
+                end = self.hi if kept == "hi" else self.lo
+                end[1] *= 0.5
+            self.kept = kept
+            (g0, f0), (g1, f1) = self.lo, self.hi
+            nxt = g0 - f0 * (g1 - g0) / (f1 - f0) if f1 > f0 else 0.5 * (g0 + g1)
+        else:
+            step = -f / min(max(slope, 0.05), 1.0)
+            nxt = gain + max(-self.MAX_STEP_DB, min(self.MAX_STEP_DB, step))
+        if nxt > self.max_gain:
+            if gain >= self.max_gain - 1e-6:
+                return None
+            nxt = self.max_gain
+        self.gain = nxt
+        return nxt
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.1f}" if math.isfinite(v) else "-inf"
+
+
+# ---------------------------------------------------------------------------- public API
+def master(audio: Any, sample_rate: int, target_lufs: float | None = -14.0,
+           ceiling_dbtp: float | None = -1.0, intensity: float = 1.0, reference: Any = None,
+           reference_sample_rate: int | None = None, model: Any = None, device: Any = "auto",
+           *, settings: dict[str, float] | None = None, detail: bool = False) -> MasterResult:
+    """Master ``audio`` (channels, samples) or (samples,) at ``sample_rate``.
+
+    target_lufs: integrated loudness of the result (None with a reference: match the
+    reference's loudness). ceiling_dbtp: true-peak ceiling (None: no limiter). intensity:
+    0 = identity setting .. 1 = full predicted setting. reference: a finished master to
+    match, as an array (channels, samples) at ``reference_sample_rate`` (default
+    ``sample_rate``) or a file path. model: MasteringModel, checkpoint name/path or None.
+    settings: explicit {parameter: physical value} (skips prediction). Returns a
+    MasterResult with audio (channels, samples) float32 at the same rate and channel count.
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"audio must be (channels, samples) or (samples,), got shape {x.shape}")
+    if x.shape[0] > x.shape[1]:
+        raise ValueError(f"audio must be (channels, samples); got {x.shape} (transposed?)")
+    if x.shape[0] not in (1, 2):
+        raise ValueError(f"audio must be mono or stereo, got {x.shape[0]} channels")
+    _check_args(sample_rate, target_lufs, ceiling_dbtp, intensity)
+    if x.shape[1] < int(0.4 * sample_rate):
+        raise ValueError(f"audio is too short ({x.shape[1] / sample_rate:.3f} s; at least 0.4 s)")
+    if not np.isfinite(x).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    if reference is not None and settings is not None:
+        raise ValueError("give either a reference or explicit settings, not both")
+    job = Job(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, intensity=float(intensity),
+              settings=dict(settings) if settings is not None else None, model=model,
+              device=device, detail=detail, name="audio")
+    if reference is not None:
+        job.reference, job.reference_name = _reference_source(reference, reference_sample_rate
+                                                              or sample_rate)
+    return master_source(ArraySource(x, sample_rate), job)
+
+
+def _reference_source(reference: Any, sample_rate: int) -> tuple[Source, str]:
+    if isinstance(reference, (str, os.PathLike)):
+        from automaster.io import check_input_info, probe, read_audio
+
+        check_input_info(probe(reference), downmix=True)
+        data, sr = read_audio(reference)
+        name = os.fspath(reference)
+    else:
+        data, sr, name = np.asarray(reference, dtype=np.float32), int(sample_rate), "reference"
+        if data.ndim == 1:
+            data = data[None, :]
+        if data.ndim != 2 or data.shape[0] > data.shape[1]:
+            raise ValueError(f"reference must be (channels, samples), got shape {data.shape}")
+        if not np.isfinite(data).all():
+            raise ValueError("reference contains NaN or infinite samples")
+        if data.shape[1] < int(0.4 * sr):
+            raise ValueError("reference is too short (at least 0.4 s)")
+    if data.shape[0] > 2:
+        from automaster.io import downmix_matrix
+
+        data = downmix_matrix(data.shape[0]) @ data
+    return ArraySource(data, sr), name
+
+
+def _check_args(sample_rate: Any, target_lufs: Any, ceiling_dbtp: Any, intensity: Any) -> None:
+    from automaster.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    if not isinstance(sample_rate, (int, np.integer)) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be an integer in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}], "
+                         f"got {sample_rate!r}")
+    if target_lufs is not None and not (math.isfinite(target_lufs) and -70.0 < target_lufs <= 0.0):
+        raise ValueError(f"target_lufs must be in (-70, 0], got {target_lufs}")
+    if ceiling_dbtp is not None and not (math.isfinite(ceiling_dbtp) and -30.0 <= ceiling_dbtp <= 0.0):
+        raise ValueError(f"ceiling_dbtp must be in [-30, 0], got {ceiling_dbtp}")
+    if not (math.isfinite(intensity) and 0.0 <= intensity <= 1.0):
+        raise ValueError(f"intensity must be in [0, 1], got {intensity}")
+
+
+def describe(m: dict[str, Any]) -> str:
+    """'-23.1 LUFS, -6.0 dBTP, LRA 5.2 LU' from a Measurement.as_dict()."""
+    def f(v: Any, unit: str) -> str:
+        return f"{v:.1f} {unit}" if isinstance(v, (int, float)) else f"n/a {unit}"
+    return (f"{f(m.get('integrated_lufs'), 'LUFS')}, {f(m.get('true_peak_dbtp'), 'dBTP')}, "
+            f"LRA {f(m.get('loudness_range_lu'), 'LU')}")
+
+
+__all__ = ["MasterResult", "Job", "Progress", "master", "master_source", "load_model",
+           "resolve_device", "describe", "one_line"]

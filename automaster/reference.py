@@ -1,0 +1,181 @@
+"""Reference matching: fit the chain's setting so the master sounds like a reference master.
+
+Inference-time optimization, no training needed: starting from the network's prediction
+(or the identity setting when there is no model), Adam adjusts the chain's normalized
+parameters (projected back into [0, 1] after every step) for a fixed number of steps,
+rendering a few short excerpts of the input through the differentiable chain, including
+the loudness normalization and true-peak limiter, so the loss sees what will be written.
+
+The loss compares level-independent descriptors of the output with the reference's:
+
+- spectral balance: long-term power in 1/3-octave bands (40 Hz - 16 kHz), in dB relative
+  to the mean over bands;
+- dynamics: crest factor (mean 20 ms frame peak over RMS, dB) and short-term loudness
+  spread (standard deviation of 400 ms frame levels within 20 dB of the loudest, dB);
+- stereo width: side/mid energy ratio (dB), for stereo output.
+
+Each term is a squared difference divided by a tolerance (2 dB for bands, 1.5 dB for
+crest and spread, 2 dB for width). Descriptors are pooled over all excerpts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+BAND_CENTRES_HZ = tuple(1000.0 * 2.0 ** (k / 3.0) for k in range(-14, 13))  # 39.4 .. 16 kHz
+TOL_BAND_DB, TOL_CREST_DB, TOL_SPREAD_DB, TOL_WIDTH_DB = 2.0, 1.5, 1.5, 2.0
+WIDTH_FLOOR_DB = -30.0
+STEPS = 24
+LEARNING_RATE = 0.04
+EXCERPTS = 3
+EXCERPT_SECONDS = 2.0
+REFERENCE_EXCERPTS = 8
+MAX_OPT_RATE = 48000
+
+
+@dataclass
+class Profile:
+    """Descriptors of a signal. spectrum_db: (bands,) with NaN where a band is unusable."""
+
+    spectrum_db: torch.Tensor
+    crest_db: torch.Tensor
+    spread_db: torch.Tensor
+    width_db: torch.Tensor | None
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (for reports)."""
+        spec = self.spectrum_db.detach().cpu().double().numpy()
+        return {
+            "band_centres_hz": [round(f, 1) for f in BAND_CENTRES_HZ],
+            "spectrum_db": [None if not math.isfinite(v) else round(float(v), 2) for v in spec],
+            "crest_db": round(float(self.crest_db), 2),
+            "spread_db": round(float(self.spread_db), 2),
+            "width_db": None if self.width_db is None else round(float(self.width_db), 2),
+        }
+
+
+def _n_fft(sample_rate: int) -> int:
+    return 1 << max(8, int(round(math.log2(0.186 * sample_rate))))
+
+
+def band_matrix(sample_rate: int, n_fft: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bands, bins) averaging matrix over 1/3-octave bands and a (bands,) validity mask.
+
+    A band is valid when its upper edge lies below 0.95 Nyquist and holds at least one bin.
+    """
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    m = np.zeros((len(BAND_CENTRES_HZ), freqs.size))
+    valid = np.zeros(len(BAND_CENTRES_HZ), dtype=bool)
+    for i, fc in enumerate(BAND_CENTRES_HZ):
+        lo, hi = fc * 2 ** (-1 / 6), fc * 2 ** (1 / 6)
+        sel = (freqs >= lo) & (freqs < hi)
+        if sel.any() and hi < 0.95 * sample_rate / 2:
+            m[i, sel] = 1.0 / sel.sum()
+            valid[i] = True
+    return (torch.as_tensor(m, dtype=torch.float32, device=device),
+            torch.as_tensor(valid, device=device))
+
+
+def profile(x: torch.Tensor, sample_rate: int) -> Profile:
+    """Descriptors of audio x (batch, channels, samples), pooled over the batch.
+
+    Differentiable in x (the frame gate for the spread is chosen without gradient).
+    """
+    b, c, n = x.shape
+    eps = 1e-10
+    n_fft = min(_n_fft(sample_rate), 1 << int(math.log2(max(n, 256))))
+    bands, valid = band_matrix(sample_rate, n_fft, x.device)
+    win = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    spec = torch.stft(x.reshape(b * c, n), n_fft, hop_length=n_fft // 2, window=win,
+                      center=False, return_complex=True)
+    power = (spec.real.square() + spec.imag.square()).mean(dim=(0, 2))  # (bins,)
+    band_db = 10.0 * torch.log10(bands @ power + eps)
+    band_db = band_db - band_db[valid].mean()
+    spectrum = torch.where(valid, band_db, torch.full_like(band_db, float("nan")))
+
+    sq = x.square().amax(dim=1)  # (b, n) channel-max power
+    mean_power = x.square().mean() + eps
+    frame = max(1, int(0.02 * sample_rate))
+    nf = n // frame
+    peaks = sq[:, :nf * frame].reshape(b, nf, frame).amax(dim=-1)
+    crest = 10.0 * torch.log10(peaks.mean() / mean_power + eps)
+
+    win_len, hop = int(0.4 * sample_rate), int(0.1 * sample_rate)
+    pw = x.square().mean(dim=1)  # (b, n)
+    if n >= win_len:
+        frames = pw.unfold(1, win_len, hop).mean(dim=-1).reshape(-1)
+    else:
+        frames = pw.mean(dim=1)
+    level = 10.0 * torch.log10(frames + eps)
+    with torch.no_grad():
+        keep = (level > level.max() - 20.0) & (level > -70.0)
+    sel = level[keep] if bool(keep.sum() >= 2) else level
+    spread = sel.std(unbiased=False) if sel.numel() > 1 else sel.sum() * 0.0
+
+    width = None
+    if c == 2:
+        mid = 0.5 * (x[:, 0] + x[:, 1])
+        side = 0.5 * (x[:, 0] - x[:, 1])
+        ratio = (side.square().mean() + eps) / (mid.square().mean() + eps)
+        width = (10.0 * torch.log10(ratio)).clamp_min(WIDTH_FLOOR_DB)
+    return Profile(spectrum, crest, spread, width)
+
+
+def profile_loss(out: Profile, ref: Profile) -> tuple[torch.Tensor, dict[str, float]]:
+    """Scalar loss and its terms (floats) between an output and a reference profile."""
+    both = torch.isfinite(out.spectrum_db) & torch.isfinite(ref.spectrum_db)
+    d = out.spectrum_db[both] - ref.spectrum_db[both]
+    d = d - d.mean()  # compare shapes, not level
+    spec = (d / TOL_BAND_DB).square().mean()
+    crest = ((out.crest_db - ref.crest_db) / TOL_CREST_DB).square()
+    spread = ((out.spread_db - ref.spread_db) / TOL_SPREAD_DB).square()
+    loss = spec + crest + spread
+    terms = {"spectral": float(spec), "crest": float(crest), "spread": float(spread)}
+    if out.width_db is not None and ref.width_db is not None:
+        width = ((out.width_db - ref.width_db) / TOL_WIDTH_DB).square()
+        loss = loss + width
+        terms["width"] = float(width)
+    terms["total"] = float(loss)
+    return loss, terms
+
+
+def spectral_distance_db(a: Profile, b: Profile) -> float:
+    """RMS difference (dB) of two profiles' band spectra, level removed."""
+    both = torch.isfinite(a.spectrum_db) & torch.isfinite(b.spectrum_db)
+    d = (a.spectrum_db[both] - b.spectrum_db[both]).double()
+    d = d - d.mean()
+    return float(d.square().mean().sqrt())
+
+
+def match(chain, excerpts: torch.Tensor, sample_rate: int, ref: Profile, p0: torch.Tensor, *,
+          target_lufs: float, ceiling_dbtp: float | None, steps: int = STEPS,
+          lr: float = LEARNING_RATE) -> tuple[torch.Tensor, dict]:
+    """Optimize the setting: excerpts (batch, channels, samples) on the chain's device,
+    p0 (1, num_params) start -> (best p (1, num_params), info dict with the loss history)."""
+    b = excerpts.shape[0]
+    p = p0.detach().clone().clamp(0.0, 1.0).requires_grad_(True)
+    opt = torch.optim.Adam([p], lr=lr)
+    best_loss, best_p, history, first = math.inf, p0.detach().clone(), [], None
+    for step in range(steps + 1):
+        y = chain(excerpts, p.expand(b, -1), ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs)
+        loss, terms = profile_loss(profile(y, sample_rate), ref)
+        if first is None:
+            first = terms
+        history.append(round(terms["total"], 4))
+        if math.isfinite(terms["total"]) and terms["total"] < best_loss:
+            best_loss, best_p = terms["total"], p.detach().clone()
+        if step == steps or not torch.isfinite(loss):
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if p.grad is not None:
+            p.grad.nan_to_num_(0.0, 0.0, 0.0)
+        opt.step()
+        with torch.no_grad():
+            p.clamp_(0.0, 1.0)
+    return best_p, {"steps": steps, "loss_start": first, "loss_best": round(best_loss, 4),
+                    "loss_history": history}

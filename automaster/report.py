@@ -1,0 +1,172 @@
+"""``--report``: OUT.report.json and OUT.report.png next to the output file.
+
+The JSON holds loudness, true peak, loudness range and crest factor before and after,
+the settings, the normalization gain, 1/6-octave smoothed long-term spectra and the
+compressor and limiter gain-reduction traces (minimum per time bucket). The PNG shows
+the same four things. matplotlib (Agg backend) is imported only when a PNG is drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automaster.errors import OutputError, one_line
+
+
+def report_paths(output: str | os.PathLike) -> tuple[Path, Path]:
+    """(OUT.report.json, OUT.report.png) for an output file OUT."""
+    out = Path(output)
+    return out.with_name(out.name + ".report.json"), out.with_name(out.name + ".report.png")
+
+
+def smooth_spectrum(freqs: np.ndarray, before_db: np.ndarray, after_db: np.ndarray,
+                    points: int = 160, fraction: float = 6.0) -> dict[str, list]:
+    """1/``fraction``-octave smoothing of power spectra (dB) onto ``points`` log frequencies."""
+    if freqs.size == 0:
+        return {"frequencies_hz": [], "before_db": [], "after_db": []}
+    nyq = float(freqs[-1])
+    grid = np.geomspace(20.0, max(40.0, 0.98 * nyq), points)
+    half = 2.0 ** (0.5 / fraction)
+
+    def smooth(db: np.ndarray) -> list:
+        if db.size == 0:
+            return []
+        p = 10.0 ** (db / 10.0)
+        out = []
+        for f in grid:
+            sel = (freqs >= f / half) & (freqs <= f * half)
+            v = p[sel].mean() if sel.any() else p[int(np.argmin(np.abs(freqs - f)))]
+            out.append(round(float(10.0 * np.log10(max(v, 1e-20))), 2))
+        return out
+
+    return {"frequencies_hz": np.round(grid, 1).tolist(), "before_db": smooth(before_db),
+            "after_db": smooth(after_db)}
+
+
+def _atomic_write(path: Path, write) -> None:
+    from automaster.io import new_temp_file
+
+    tmp = new_temp_file(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer)):
+        return _clean(obj.item())
+    return obj
+
+
+def report_document(report: dict[str, Any], settings: dict[str, float],
+                    output: str | None = None) -> dict[str, Any]:
+    """The JSON-ready report: the pipeline's report plus settings and output name."""
+    from automaster.settings import rounded
+
+    doc = dict(report)
+    if output is not None:
+        doc["output"] = output
+    doc["settings"] = rounded(settings)
+    return _clean(doc)
+
+
+def write_report(output: str | os.PathLike, report: dict[str, Any],
+                 settings: dict[str, float]) -> tuple[Path, Path]:
+    """Write OUT.report.json and OUT.report.png; returns their paths."""
+    json_path, png_path = report_paths(output)
+    doc = report_document(report, settings, os.fspath(output))
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    try:
+        _atomic_write(json_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        _atomic_write(png_path, lambda tmp: draw_report(doc, tmp))
+    except OSError as e:
+        raise OutputError(f"cannot write the report ({one_line(e)})", json_path) from None
+    return json_path, png_path
+
+
+def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
+    """Render the report document as a PNG (2x2 panels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 9), dpi=90)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2)
+    name = Path(str(doc.get("output") or doc.get("input", ""))).name
+    fig.suptitle(f"automaster report: {name}  (target {doc.get('target_lufs')} LUFS, "
+                 f"ceiling {doc.get('ceiling_dbtp')} dBTP, setting from {doc.get('source')})",
+                 fontsize=11)
+
+    ax = axes[0, 0]
+    spec = doc.get("spectrum") or {}
+    f = spec.get("frequencies_hz") or []
+    if f:
+        if spec.get("before_db"):
+            ax.semilogx(f, spec["before_db"], label="before", color="tab:gray")
+        if spec.get("after_db"):
+            ax.semilogx(f, spec["after_db"], label="after", color="tab:blue")
+        ax.legend()
+    ax.set_title("Long-term spectrum (1/6 octave)")
+    ax.set_xlabel("Hz")
+    ax.set_ylabel("dB")
+    ax.grid(True, which="both", alpha=0.3)
+
+    ax = axes[0, 1]
+    keys = [("integrated_lufs", "LUFS"), ("true_peak_dbtp", "dBTP"),
+            ("loudness_range_lu", "LRA LU"), ("crest_db", "crest dB")]
+    before, after = doc.get("before") or {}, doc.get("after") or {}
+    xs = np.arange(len(keys))
+    vb = [before.get(k) if before.get(k) is not None else 0.0 for k, _ in keys]
+    va = [after.get(k) if after.get(k) is not None else 0.0 for k, _ in keys]
+    ax.bar(xs - 0.2, vb, 0.4, label="before", color="tab:gray")
+    ax.bar(xs + 0.2, va, 0.4, label="after", color="tab:blue")
+    for x, b, a in zip(xs, vb, va):
+        ax.annotate(f"{b:.1f}", (x - 0.2, b), ha="center", va="bottom" if b >= 0 else "top",
+                    fontsize=8)
+        ax.annotate(f"{a:.1f}", (x + 0.2, a), ha="center", va="bottom" if a >= 0 else "top",
+                    fontsize=8)
+    ax.set_xticks(xs, [label for _, label in keys])
+    ax.axhline(0.0, color="black", linewidth=0.5)
+    ax.set_title("Loudness, true peak, loudness range, crest")
+    ax.legend()
+
+    ax = axes[1, 0]
+    gr = doc.get("gain_reduction") or {}
+    for key, color in (("compressor", "tab:orange"), ("limiter", "tab:red")):
+        tr = gr.get(key)
+        if tr and tr.get("time_s"):
+            ax.plot(tr["time_s"], tr["gain_db"], label=key, color=color, linewidth=0.8)
+    ax.set_title("Gain reduction (min per bucket)")
+    ax.set_xlabel("s")
+    ax.set_ylabel("dB")
+    ax.grid(True, alpha=0.3)
+    if any((gr.get(k) or {}).get("time_s") for k in ("compressor", "limiter")):
+        ax.legend()
+
+    ax = axes[1, 1]
+    ax.axis("off")
+    settings = doc.get("settings") or {}
+    lines = [f"{k:<28} {v:>10.4g}" for k, v in settings.items()]
+    lines.append(f"{'normalization gain (dB)':<28} {doc.get('gain_db', 0.0):>10.4g}")
+    ax.text(0.0, 1.0, "\n".join(lines), family="monospace", fontsize=7.5, va="top")
+    ax.set_title("Settings")
+
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.savefig(path, format="png")

@@ -1,0 +1,170 @@
+"""automaster.master(): loudness/true-peak accuracy, block rendering, settings, silence.
+
+Outputs are checked with independent meters: pyloudnorm for loudness and a plain 4x
+``resample_poly`` for the true peak.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("dsp")
+torch.set_num_threads(1)  # as the CLI does: small tensors, and the machine may be busy
+
+import automaster  # noqa: E402
+from automaster.errors import SettingsError  # noqa: E402
+from automaster.io import ArraySource  # noqa: E402
+from automaster.pipeline import Job, master_source  # noqa: E402
+from automaster.testing import make_tiny_checkpoint, synth_mix  # noqa: E402
+
+SR = 44100
+
+
+def lufs(x: np.ndarray, sr: int) -> float:
+    import pyloudnorm
+
+    return pyloudnorm.Meter(sr).integrated_loudness(np.asarray(x, np.float64).T)
+
+
+def true_peak_db(x: np.ndarray) -> float:
+    return 20 * math.log10(np.abs(resample_poly(np.asarray(x, np.float64), 4, 1, axis=-1)).max())
+
+
+@pytest.fixture(scope="module")
+def mix() -> np.ndarray:
+    return synth_mix(4.0, SR, seed=11, level_db=-22)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.mark.parametrize("target,ceiling", [(-14.0, -1.0), (-20.0, -1.0), (-9.0, -0.3),
+                                            (-23.0, -2.0)])
+def test_loudness_and_true_peak_targets(mix, target, ceiling):
+    r = automaster.master(mix, SR, target_lufs=target, ceiling_dbtp=ceiling, device="cpu")
+    assert r.audio.shape == mix.shape and r.audio.dtype == np.float32
+    assert abs(lufs(r.audio, SR) - target) <= 0.5
+    assert true_peak_db(r.audio) <= ceiling + 0.1
+    rep = r.report
+    assert rep["after"]["integrated_lufs"] == pytest.approx(target, abs=0.15)
+    assert set(rep["before"]) >= {"integrated_lufs", "true_peak_dbtp", "loudness_range_lu",
+                                  "crest_db"}
+    assert rep["source"] == "preset:gentle"  # no default checkpoint shipped in tests
+
+
+def test_settings_are_physical_and_complete(mix):
+    from dsp import MasteringChain
+
+    chain = MasteringChain(SR)
+    r = automaster.master(mix, SR, device="cpu")
+    assert list(r.settings) == chain.param_names
+    for name, value in r.settings.items():
+        rng = chain.ranges[name]
+        assert rng.low - 1e-6 <= value <= rng.high + 1e-6
+
+
+def test_mono_stays_mono():
+    x = synth_mix(3.0, SR, channels=1, seed=2)
+    r = automaster.master(x[0], SR, device="cpu")  # 1-D input is mono
+    assert r.audio.shape == (1, x.shape[1])
+    assert abs(lufs(r.audio, SR) + 14.0) <= 0.5
+
+
+def test_intensity_zero_is_identity_plus_gain(mix):
+    r = automaster.master(mix, SR, target_lufs=-30.0, ceiling_dbtp=-1.0, intensity=0.0,
+                          device="cpu")
+    from dsp import MasteringChain
+
+    ident = MasteringChain(SR).denormalize(MasteringChain(SR).identity_params(1))[0]
+    for k, v in r.settings.items():
+        assert v == pytest.approx(ident[k], rel=1e-4, abs=1e-4)
+    # no limiting at -30 LUFS: the output is the input times one gain
+    g = float(np.dot(r.audio.ravel(), mix.ravel()) / np.dot(mix.ravel(), mix.ravel()))
+    np.testing.assert_allclose(r.audio, g * mix, atol=2e-4)
+
+
+def test_intensity_blends_in_normalized_space(mix):
+    from dsp import MasteringChain
+
+    chain = MasteringChain(SR)
+    full = automaster.master(mix, SR, device="cpu").settings
+    half = automaster.master(mix, SR, intensity=0.5, device="cpu").settings
+    p_id = chain.identity_params(1)
+    p_full = chain.normalize([full])
+    p_half = chain.normalize([half])
+    np.testing.assert_allclose(p_half.numpy(), (p_id + 0.5 * (p_full - p_id)).numpy(), atol=1e-4)
+
+
+def test_explicit_settings_and_validation(mix):
+    s = {"eq.high_shelf.gain_db": 6.0, "compressor.ratio": 3.0}
+    r = automaster.master(mix, SR, settings=s, device="cpu")
+    assert r.settings["eq.high_shelf.gain_db"] == pytest.approx(6.0, abs=1e-4)
+    assert r.report["source"] == "params-in"
+    assert "eq.low_shelf.gain_db" in r.report["filled_from_identity"]
+    with pytest.raises(SettingsError, match="unknown parameter"):
+        automaster.master(mix, SR, settings={"eq.nope": 1.0}, device="cpu")
+    with pytest.raises(SettingsError, match="outside its range"):
+        automaster.master(mix, SR, settings={"compressor.ratio": 99.0}, device="cpu")
+
+
+def test_silence_is_passed_through():
+    x = np.zeros((2, SR), np.float32)
+    x[:, ::1000] = 1e-6  # -120 dBFS specks
+    r = automaster.master(x, SR, device="cpu")
+    np.testing.assert_array_equal(r.audio, x)
+    assert r.report["source"] == "passthrough"
+    assert any("silent" in w for w in r.report["warnings"])
+
+
+def test_block_rendering_matches_whole_and_disk_store(mix):
+    """Tiny blocks with lead-in (and a disk-backed store) give the same master."""
+    whole = master_source(ArraySource(mix, SR), Job(device="cpu"))
+    job = Job(device="cpu", block_frames=int(1.3 * SR), lead_seconds=1.0, memory_bytes=0)
+    blocks = master_source(ArraySource(mix, SR), job)
+    assert blocks.audio.shape == whole.audio.shape
+    assert np.abs(blocks.audio - whole.audio).max() < 2e-3
+    assert abs(lufs(blocks.audio, SR) + 14.0) <= 0.5
+    assert true_peak_db(blocks.audio) <= -1.0 + 0.1
+
+
+def test_model_checkpoint_is_used(mix, tiny_model):
+    r = automaster.master(mix, SR, model=str(tiny_model), device="cpu")
+    assert r.report["source"] == "model"
+    assert abs(lufs(r.audio, SR) + 14.0) <= 0.5
+    assert true_peak_db(r.audio) <= -0.9
+
+
+def test_detail_report_has_spectra_and_traces(mix):
+    r = automaster.master(mix, SR, device="cpu", detail=True)
+    spec = r.report["spectrum"]
+    assert len(spec["frequencies_hz"]) == len(spec["before_db"]) == len(spec["after_db"]) > 50
+    gr = r.report["gain_reduction"]
+    assert len(gr["compressor"]["gain_db"]) == len(gr["compressor"]["time_s"]) > 100
+    assert max(gr["limiter"]["gain_db"]) <= 1e-6
+
+
+def test_high_sample_rate_and_low_sample_rate():
+    for sr in (8000, 96000):
+        x = synth_mix(2.0, sr, seed=3)
+        r = automaster.master(x, sr, device="cpu")
+        assert r.audio.shape == x.shape
+        assert abs(lufs(r.audio, sr) + 14.0) <= 0.5
+        assert true_peak_db(r.audio) <= -0.9
+
+
+def test_bad_arrays_are_rejected():
+    with pytest.raises(ValueError, match="NaN"):
+        x = synth_mix(1.0, SR)
+        x[0, 100] = np.inf
+        automaster.master(x, SR, device="cpu")
+    with pytest.raises(ValueError, match="too short"):
+        automaster.master(np.zeros((2, 1000), np.float32), SR, device="cpu")
+    with pytest.raises(ValueError, match="mono or stereo"):
+        automaster.master(np.zeros((3, SR), np.float32), SR, device="cpu")
