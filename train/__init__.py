@@ -1,0 +1,1 @@
+"""Training code for automaster: corpus building, datasets, de-mastering, losses and the loop."""
