@@ -266,6 +266,17 @@ def test_silent_excerpts_are_skipped(tmp_path: Path) -> None:
     assert data.level_db(np.zeros((2, 10))) == -np.inf
 
 
+def test_unreadable_tracks_are_skipped(tmp_path: Path) -> None:
+    good = tone(tmp_path / "good.wav", seconds=1.0)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    cfg = ExcerptConfig(excerpt_s=0.2, sample_rate_hz=16000)
+    ds = ExcerptDataset([Track(bad, "b"), Track(good, "g")], cfg, num_excerpts=6)
+    assert all(ds.sample(i).track.path == good for i in range(6))
+    with pytest.raises(RuntimeError, match="no readable track"):
+        ExcerptDataset([Track(bad, "b")], cfg).sample(0)
+
+
 def test_reproducible_from_seed_and_epoch(tmp_path: Path) -> None:
     for k in range(4):
         tone(tmp_path / f"album{k}" / "t.wav", seconds=3.0, freq=200.0 + 100 * k)

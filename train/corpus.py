@@ -276,7 +276,8 @@ def iter_deb_entries(deb: Path) -> Iterator[Entry]:
     proc = subprocess.Popen(
         ["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert proc.stdout is not None and proc.stderr is not None  # for type checkers
+    if proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE always gives both
+        raise CorpusError("could not start dpkg-deb")
     finished = False
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:

@@ -547,18 +547,21 @@ class ExcerptDataset(Dataset):
         rng = self._rng(index)
         track_idx = int(self._epoch_order()[index % len(self.tracks)])
         best: Excerpt | None = None
+        failed = False
         for attempt in range(cfg.max_tries):
-            if attempt and attempt % cfg.tries_per_track == 0:
+            if attempt and (failed or attempt % cfg.tries_per_track == 0):
                 track_idx = int(rng.integers(len(self.tracks)))
             track = self.tracks[track_idx]
             try:
                 frames, rate = self._track_info(track)
-            except (sf.LibsndfileError, RuntimeError) as exc:
+                span_s = frames / rate - cfg.excerpt_s
+                start_s = float(rng.uniform(0.0, span_s)) if span_s > 0 else 0.0
+                audio = read_excerpt(track.path, start_s, cfg.excerpt_s, cfg.sample_rate_hz, cfg.channels)
+            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
                 LOG.warning("unreadable track %s: %s", track.path, exc)
+                failed = True
                 continue
-            span_s = frames / rate - cfg.excerpt_s
-            start_s = float(rng.uniform(0.0, span_s)) if span_s > 0 else 0.0
-            audio = read_excerpt(track.path, start_s, cfg.excerpt_s, cfg.sample_rate_hz, cfg.channels)
+            failed = False
             level = level_db(audio)
             candidate = Excerpt(torch.from_numpy(audio), track, start_s, level)
             if level >= cfg.silence_db:
