@@ -131,7 +131,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
 
 
 def _sf_reason(e: BaseException) -> str:
-    text = one_line(getattr(e, "error_string", "") or e)
+    text = one_line(getattr(e, "error_string", "") or e).removeprefix("Error : ")
     return text.replace("Error opening", "error opening") if text else type(e).__name__
 
 

@@ -141,21 +141,22 @@ class Measurement:
 class Meter:
     """Streaming meter. Feed (channels, samples) blocks in order; then call :meth:`result`.
 
-    ``true_peak``: also measure the 4x true peak; ``spectrum``: also average a long-term
-    power spectrum of the channel mean (for reports).
+    ``loudness``: K-weighted loudness and LRA; ``true_peak``: the 4x true peak;
+    ``spectrum``: a long-term power spectrum of the channel mean (for reports).
     """
 
     SPECTRUM_FFT = 8192
 
     def __init__(self, sample_rate: int, channels: int, *, true_peak: bool = True,
-                 spectrum: bool = False) -> None:
+                 spectrum: bool = False, loudness: bool = True) -> None:
         if sample_rate <= 0 or channels <= 0:
             raise ValueError(f"bad meter setup: {sample_rate} Hz, {channels} channels")
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
         self.hop = max(1, int(round(0.1 * sample_rate)))
-        self._sos = k_weighting_sos(sample_rate)
-        self._zi = np.zeros((self._sos.shape[0], channels, 2))  # scipy's (sections, ch, 2)
+        self._loudness = loudness
+        self._sos = k_weighting_sos(sample_rate).astype(np.float32)  # float32: -4e-6 dB, 2x faster
+        self._zi = np.zeros((self._sos.shape[0], channels, 2), np.float32)  # (sections, ch, 2)
         self._hop_acc = 0.0
         self._hop_fill = 0
         self._hops: list[np.ndarray] = []
@@ -186,11 +187,11 @@ class Meter:
         self._count += n
         self._sumsq += float(np.einsum("ij,ij->", x, x, dtype=np.float64))
         self._peak = max(self._peak, float(np.abs(x).max()))
-        # K-weighted energy per 100 ms hop (channel sum)
-        xk, self._zi = sosfilt(self._sos, x, axis=-1, zi=self._zi)
-        power = np.einsum("ij,ij->j", xk, xk, dtype=np.float64) if self.channels > 1 \
-            else xk[0].astype(np.float64) ** 2
-        self._add_power(power)
+        if self._loudness:  # K-weighted energy per 100 ms hop (channel sum)
+            xk, self._zi = sosfilt(self._sos, x, axis=-1, zi=self._zi)
+            power = np.einsum("ij,ij->j", xk, xk, dtype=np.float64) if self.channels > 1 \
+                else xk[0].astype(np.float64) ** 2
+            self._add_power(power)
         if self._tp:
             self._add_true_peak(x)
         if self._spec:
@@ -249,6 +250,8 @@ class Meter:
 
     def integrated_lufs(self) -> float:
         """Gated integrated loudness so far (LUFS, -inf when nothing passes the gates)."""
+        if not self._loudness:
+            return math.nan
         hops = self.hop_energies()
         if hops.size >= 4:
             c = np.concatenate([[0.0], np.cumsum(hops)])

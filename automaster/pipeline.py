@@ -39,7 +39,7 @@ from automaster.metering import Meter, Measurement
 SILENCE_LUFS = -70.0
 SILENCE_PEAK_DBFS = -80.0
 LOUDNESS_TOLERANCE_LU = 0.1
-MAX_LIMITER_PASSES = 6
+MAX_LIMITER_PASSES = 8
 TP_MARGIN_DB = 0.02
 BLOCK_FRAMES = 2_880_000  # 60 s at 48 kHz: ~0.5 GB of chain temporaries per block
 LEAD_SECONDS = 2.0
@@ -89,6 +89,7 @@ class Job:
     memory_bytes: int = MEMORY_BYTES
     tmp_dir: str | None = None
     notify: Callable[[str], None] | None = None  # one-line notes for the user
+    threads: int | None = 1  # torch intra-op threads while mastering (None: leave as is)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -410,6 +411,74 @@ def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, d
     return meter
 
 
+@dataclass
+class _Pass:
+    """One limiter pass: its gain, limiter ceiling, measured loudness and what to keep."""
+
+    gain_db: float
+    ceiling: float | None
+    level: float
+    slope: float  # fraction of output energy the limiter left alone (d loudness / d gain)
+    meter: Meter
+    cache: list | None
+    trace: TraceReducer | None
+    tp_db: float = math.nan
+    measurement: Measurement | None = None
+    spectrum: tuple = (np.zeros(0), np.zeros(0))
+
+
+def _debug(message: str) -> None:
+    if os.environ.get("AUTOMASTER_DEBUG_PASSES"):
+        print(f"automaster: debug: {message}", file=sys.stderr)
+
+
+def _limiter_pass(chain, store: FloatStore, gain_db: float, release: float,
+                  ceiling: float | None, job: Job, device, sr: int, progress: Progress,
+                  keep: bool, tp: bool) -> _Pass:
+    """Gain + limiter over the whole store, measuring loudness (and the true peak if ``tp``)."""
+    meter = Meter(sr, store.channels, true_peak=tp, spectrum=tp and job.detail)
+    trace = TraceReducer(store.frames, sr) if job.detail else None
+    cache: list | None = [] if keep else None
+    total = free = 0.0
+    progress.stage("limit", store.frames)
+    for s, out, g_db in _limited(chain, store, gain_db, release, ceiling, job, device, sr):
+        meter.process(out)
+        # only the samples the limiter leaves alone get louder with more gain
+        e = np.einsum("ij,ij->j", out, out, dtype=np.float64)
+        total += float(e.sum())
+        free += float(e[g_db > -0.05].sum())
+        if cache is not None:
+            cache.append(out)
+        if trace is not None:
+            trace.add(s, g_db)
+        progress.advance(out.shape[1])
+    level = meter.integrated_lufs()
+    _debug(f"pass gain {gain_db:.3f} ceiling {ceiling} -> {level:.3f} LUFS")
+    p = _Pass(gain_db, ceiling, level, free / total if total > 0 else 1.0, meter, cache, trace)
+    if tp:
+        p.measurement = meter.result()
+        p.tp_db = p.measurement.true_peak_dbtp
+        p.spectrum = meter.spectrum()
+    return p
+
+
+def _verify(p: _Pass, chain, store: FloatStore, release: float, job: Job, device, sr: int,
+            progress: Progress) -> _Pass:
+    """Add the true peak (and report spectrum) to a loudness pass, re-running it if needed."""
+    if p.cache is None:
+        return _limiter_pass(chain, store, p.gain_db, release, p.ceiling, job, device, sr,
+                             progress, False, tp=True)
+    tp_meter = Meter(sr, store.channels, loudness=False, true_peak=True, spectrum=job.detail)
+    for out in p.cache:
+        tp_meter.process(out)
+    loud = p.meter.result()
+    p.tp_db = tp_meter.result().true_peak_dbtp
+    loud.true_peak_dbtp = p.tp_db
+    p.measurement = loud
+    p.spectrum = tp_meter.spectrum()
+    return p
+
+
 def _block_frames(job: Job, frames: int) -> int:
     """Block length: job.block_frames, or the whole signal when it is barely longer."""
     block = max(1, int(job.block_frames))
@@ -440,7 +509,25 @@ def _limited(chain, store: FloatStore, gain_db: float, release_ms: float,
 
 def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] | None = None,
                   progress: Progress | None = None) -> MasterResult:
-    """Master a (processing-rate) source; blocks go to ``write`` (or into result.audio)."""
+    """Master a (processing-rate) source; blocks go to ``write`` (or into result.audio).
+
+    Torch runs with ``job.threads`` intra-op threads meanwhile (restored afterwards): the
+    chain's tensors are small, and a second OpenMP thread on a busy 2-core machine was
+    measured to make the render up to 10x slower.
+    """
+    import torch
+
+    saved = torch.get_num_threads()
+    if job.threads:
+        torch.set_num_threads(int(job.threads))
+    try:
+        return _master_source(source, job, write, progress)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] | None,
+                   progress: Progress | None) -> MasterResult:
     import time
 
     progress = progress or Progress()
@@ -521,68 +608,52 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
             raise UserError("the chain's output with this setting is silent", job.name)
         search = GainSearch(target, target - pre_lufs)
         lim_ceiling = None if ceiling is None else ceiling - LIMITER_MARGIN_DB
+        gain_db = search.gain
         keep = store.in_memory  # cache the last pass when it fits in memory
         n_passes = 0
-        best = None  # (score, gain_db, lim_ceiling, meter, cache, trace)
-        gain_db = search.gain
+        best: _Pass | None = None
         while True:
+            # loudness passes (no true peak: that costs as much as the rest of a pass)
             n_passes += 1
-            meter = Meter(sr, ch, true_peak=True, spectrum=job.detail)
-            lim_trace = TraceReducer(frames, sr) if job.detail else None
-            cache: list | None = [] if keep else None
-            progress.stage("limit", frames)
-            energy_total = energy_free = 0.0
-            for s, out, g_db in _limited(chain, store, gain_db, release, lim_ceiling, job,
-                                         device, sr):
-                meter.process(out)
-                # slope of loudness vs gain: only samples the limiter leaves alone get louder
-                e = (out.astype(np.float64) ** 2).sum(axis=0)
-                energy_total += float(e.sum())
-                energy_free += float(e[g_db > -0.05].sum())
-                if cache is not None:
-                    cache.append(out)
-                if lim_trace is not None:
-                    lim_trace.add(s, g_db)
-                progress.advance(out.shape[1])
-            level = meter.integrated_lufs()
-            # the limiter works with its own interpolator; the ceiling must also hold for the
-            # independent 4x measurement (resample_poly), so lower the limiter's aim if not
-            excess = 0.0
-            if ceiling is not None:
-                tp = 20.0 * math.log10(max(meter.true_peak_linear(), 1e-12))
-                excess = max(0.0, tp - (ceiling - TP_MARGIN_DB))
-            if os.environ.get("AUTOMASTER_DEBUG_PASSES"):
-                print(f"pass gain {gain_db:.3f} ceiling {lim_ceiling} -> {level:.3f} LUFS, "
-                      f"excess {excess:.3f}", file=sys.stderr)
-            score = abs(target - level) + 4.0 * excess
-            if best is None or score < best[0]:
-                best = (score, gain_db, lim_ceiling, meter, cache, lim_trace)
-            if ceiling is None or (abs(target - level) <= LOUDNESS_TOLERANCE_LU and excess == 0):
+            cur = _limiter_pass(chain, store, gain_db, release, lim_ceiling, job, device, sr,
+                                progress, keep, tp=False)
+            err = target - cur.level
+            if best is None or abs(err) < abs(target - best.level):
+                best = cur
+            done = ceiling is None or abs(err) <= LOUDNESS_TOLERANCE_LU
+            nxt = None
+            if not done and n_passes < MAX_LIMITER_PASSES:
+                nxt = search.next(gain_db, cur.level, cur.slope)
+                if nxt is None:
+                    job.warnings.append(
+                        f"the target {target:g} LUFS is not reachable under the {ceiling:g} "
+                        f"dBTP ceiling with this setting; the master is at {cur.level:.1f} LUFS")
+            if nxt is not None:
+                gain_db = nxt
+                continue
+            # verify the best pass against the independent 4x true-peak measurement; the
+            # limiter holds its own interpolator's peaks, which can read a little lower
+            best = _verify(best, chain, store, release, job, device, sr, progress)
+            excess = 0.0 if ceiling is None else max(0.0, best.tp_db - (ceiling - TP_MARGIN_DB))
+            _debug(f"verify gain {best.gain_db:.3f} ceiling {best.ceiling} -> "
+                   f"{best.level:.3f} LUFS, TP {best.tp_db:.3f}")
+            if excess == 0.0 or n_passes >= MAX_LIMITER_PASSES:
                 break
-            if n_passes >= MAX_LIMITER_PASSES:
-                break
-            if excess > 0.0:
-                lim_ceiling -= excess + 0.005
-            slope = energy_free / energy_total if energy_total > 0 else 1.0
-            nxt = search.next(gain_db, level, slope, lowered=excess > 0.0)
-            if nxt is None:
-                job.warnings.append(
-                    f"the target {target:g} LUFS is not reachable under the {ceiling:g} dBTP "
-                    f"ceiling with this setting; the master is at {level:.1f} LUFS")
-                break
-            gain_db = nxt
-        _, gain_db, lim_ceiling, meter, cache, lim_trace = best
-        tp_db = 20.0 * math.log10(max(meter.true_peak_linear(), 1e-12))
+            lim_ceiling = best.ceiling - excess - 0.005
+            gain_db = best.gain_db
+            search.lowered(excess + 0.005)
+            best = None
         trim_db = 0.0
-        if ceiling is not None and tp_db > ceiling - TP_MARGIN_DB:
-            trim_db = ceiling - TP_MARGIN_DB - tp_db  # last resort: a small global trim
+        if ceiling is not None and best.tp_db > ceiling - TP_MARGIN_DB:
+            trim_db = ceiling - TP_MARGIN_DB - best.tp_db  # last resort: a small global trim
         trim = np.float32(10.0 ** (trim_db / 20.0))
+        gain_db, lim_ceiling, lim_trace = best.gain_db, best.ceiling, best.trace
         lap("loudness_and_limiter")
         timings["limiter_passes"] = n_passes
 
         progress.stage("write", frames)
-        if cache is not None:
-            for out in cache:
+        if best.cache is not None:
+            for out in best.cache:
                 emit(out * trim if trim_db else out)
                 progress.advance(out.shape[1])
         else:
@@ -594,7 +665,7 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
         store.close()
 
     lap("write")
-    after = meter.result()
+    after = best.measurement
     for key in ("integrated_lufs", "true_peak_dbtp", "sample_peak_dbfs", "rms_dbfs"):
         setattr(after, key, getattr(after, key) + trim_db)
     report.update({
@@ -610,7 +681,7 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
         from automaster.report import smooth_spectrum
 
         f_in, s_in = meter_in.spectrum()
-        _, s_out = meter.spectrum()
+        _, s_out = best.spectrum
         report["spectrum"] = smooth_spectrum(f_in, s_in, s_out + trim_db if s_out.size else s_out)
         report["gain_reduction"] = {
             "compressor": comp_trace.as_dict() if comp_trace else None,
@@ -642,12 +713,19 @@ class GainSearch:
         self.last: tuple[float, float] | None = None
         self.kept: str | None = None
 
-    def next(self, gain: float, level: float, slope: float, lowered: bool = False) -> float | None:
-        """Next gain after measuring ``level`` at ``gain``. ``lowered``: the limiter's ceiling
-        was just lowered, which only makes L smaller (points below the target stay valid)."""
+    def lowered(self, delta_db: float) -> None:
+        """The limiter's ceiling was lowered by ``delta_db``: L dropped by at most that much,
+        so points below the target stay below and those above by more stay above."""
+        if self.hi is not None:
+            self.hi[1] -= delta_db
+            if self.hi[1] <= 0.0:
+                self.hi = None
+        self.last, self.kept = None, None
+
+    def next(self, gain: float, level: float, slope: float) -> float | None:
+        """Next gain after measuring ``level`` at ``gain`` (None: the target is out of reach);
+        ``slope``: an estimate of dL/dgain there."""
         f = level - self.target
-        if lowered:
-            self.hi, self.last, self.kept = None, None, None
         if self.last is not None and abs(gain - self.last[0]) > 1e-6:
             secant = (level - self.last[1]) / (gain - self.last[0])
             if self.hi is None and f < 0 and self.last[1] < self.target \
