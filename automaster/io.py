@@ -368,7 +368,8 @@ def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None) -> np.nd
     scale = float(1 << (bits - 1))
     y = np.asarray(x, dtype=np.float64) * scale
     if rng is not None:
-        y += rng.random(y.shape) - rng.random(y.shape)
+        y += rng.random(y.shape, dtype=np.float32)
+        y -= rng.random(y.shape, dtype=np.float32)
     q = np.clip(np.floor(y + 0.5), -scale, scale - 1.0)
     return q.astype(np.int16 if bits == 16 else np.int32)
 

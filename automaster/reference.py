@@ -6,6 +6,11 @@ parameters (projected back into [0, 1] after every step) for a fixed number of s
 rendering a few short excerpts of the input through the differentiable chain, including
 the loudness normalization and true-peak limiter, so the loss sees what will be written.
 
+Two cheap initialisations come first, so the few audio steps start close: the EQ is pre-fitted
+on its frequency response alone (``dsp.eq.eq_response_db``, no audio rendered) so that it
+adds the band difference between the reference and the current output, and the width is
+set from the side/mid energy ratios (the width parameter scales the side signal).
+
 The loss compares level-independent descriptors of the output with the reference's:
 
 - spectral balance: long-term power in 1/3-octave bands (40 Hz - 16 kHz), in dB relative
@@ -29,8 +34,11 @@ import torch
 BAND_CENTRES_HZ = tuple(1000.0 * 2.0 ** (k / 3.0) for k in range(-14, 13))  # 39.4 .. 16 kHz
 TOL_BAND_DB, TOL_CREST_DB, TOL_SPREAD_DB, TOL_WIDTH_DB = 2.0, 1.5, 1.5, 2.0
 WIDTH_FLOOR_DB = -30.0
-STEPS = 16
-LEARNING_RATE = 0.04  # Adam, in normalized parameter units, cosine-decayed to a tenth
+STEPS = 8
+LEARNING_RATE = 0.03  # Adam, in normalized parameter units, cosine-decayed to a tenth
+EQ_FIT_STEPS = 60
+EQ_FIT_RATE = 0.1
+EQ_FIT_GAIN_PENALTY = 0.01  # per dB^2 of band gain: prefer the smallest EQ that explains it
 EXCERPTS = 3
 EXCERPT_SECONDS = 1.5
 REFERENCE_EXCERPTS = 8
@@ -151,22 +159,104 @@ def spectral_distance_db(a: Profile, b: Profile) -> float:
     return float(d.square().mean().sqrt())
 
 
+def _band_probe(sample_rate: int, device) -> torch.Tensor:
+    """(bands, 5) probe frequencies spread across each 1/3-octave band."""
+    offs = torch.tensor([-1 / 8, -1 / 16, 0.0, 1 / 16, 1 / 8], dtype=torch.float64)
+    centres = torch.tensor(BAND_CENTRES_HZ, dtype=torch.float64)
+    f = centres[:, None] * 2.0 ** offs[None, :]
+    return f.clamp(max=0.49 * sample_rate).to(device)
+
+
+def prefit_eq(chain, p: torch.Tensor, out: Profile, ref: Profile, sample_rate: int,
+              steps: int = EQ_FIT_STEPS) -> torch.Tensor:
+    """EQ parameters of ``p`` (1, n) re-fitted on the EQ's magnitude response so that it
+    adds the (level-free) band difference ref - out; other parameters unchanged."""
+    from dsp.eq import eq_response_db
+
+    names = chain.param_names
+    idx = [i for i, n in enumerate(names) if n.startswith("eq.") and not n.startswith("eq.highpass")]
+    if not idx:
+        return p
+    ranges = [chain.ranges[names[i]] for i in idx]
+    keys = [names[i][3:] for i in idx]
+    both = torch.isfinite(out.spectrum_db) & torch.isfinite(ref.spectrum_db)
+    if int(both.sum()) < 4:
+        return p
+    delta = (ref.spectrum_db - out.spectrum_db).double()[both]
+    freqs = _band_probe(sample_rate, p.device)[both.to(p.device)]
+    f_flat = freqs.reshape(-1)
+
+    def response(q: torch.Tensor) -> torch.Tensor:
+        values = {k: r.to_physical(q[:, j].double()) for j, (k, r) in enumerate(zip(keys, ranges))}
+        values["highpass.cutoff_hz"] = torch.full((1,), 20.0, dtype=torch.float64, device=q.device)
+        values["highpass.mix"] = torch.zeros(1, dtype=torch.float64, device=q.device)
+        db = eq_response_db(values, f_flat, sample_rate).reshape(1, *freqs.shape)
+        return 10.0 * torch.log10((10.0 ** (db / 10.0)).mean(dim=-1))  # band power average
+
+    q0 = p.detach()[:, idx].double()
+    with torch.no_grad():
+        base = response(q0)[0]
+    want = base + delta.to(base.device)
+    want = want - want.mean()
+    gains = [j for j, k in enumerate(keys) if k.endswith("gain_db")]
+    q = q0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([q], lr=EQ_FIT_RATE)
+    for _ in range(steps):
+        r = response(q)[0]
+        loss = ((r - r.mean()) - want).square().mean()
+        if gains:
+            g_db = torch.stack([ranges[j].to_physical(q[0, j]) for j in gains])
+            loss = loss + EQ_FIT_GAIN_PENALTY * g_db.square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            q.clamp_(0.0, 1.0)
+    new = p.detach().clone()
+    new[:, idx] = q.detach().to(new.dtype)
+    return new
+
+
+def init_width(chain, p: torch.Tensor, out: Profile, ref: Profile) -> torch.Tensor:
+    """Width parameter scaled so the side/mid energy ratio moves to the reference's."""
+    if out.width_db is None or ref.width_db is None or "width.width" not in chain.ranges:
+        return p
+    i = chain.param_names.index("width.width")
+    r = chain.ranges["width.width"]
+    w0 = r.to_physical(p[:, i].detach().double())
+    w = w0 * 10.0 ** ((float(ref.width_db) - float(out.width_db)) / 20.0)
+    w = w.clamp(float(r.low), float(r.high))
+    new = p.detach().clone()
+    new[:, i] = r.to_normalized(w).clamp(0.0, 1.0).to(new.dtype)
+    return new
+
+
 def match(chain, excerpts: torch.Tensor, sample_rate: int, ref: Profile, p0: torch.Tensor, *,
-          target_lufs: float, ceiling_dbtp: float | None, steps: int = STEPS,
-          lr: float = LEARNING_RATE) -> tuple[torch.Tensor, dict]:
+          target_lufs: float, ceiling_dbtp: float | None, steps: int | None = None,
+          lr: float | None = None) -> tuple[torch.Tensor, dict]:
     """Optimize the setting: excerpts (batch, channels, samples) on the chain's device,
     p0 (1, num_params) start -> (best p (1, num_params), info dict with the loss history)."""
+    steps = STEPS if steps is None else int(steps)
+    lr = LEARNING_RATE if lr is None else float(lr)
     b = excerpts.shape[0]
-    p = p0.detach().clone().clamp(0.0, 1.0).requires_grad_(True)
+    with torch.no_grad():
+        y0 = chain(excerpts, p0.expand(b, -1), ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs)
+        out0 = profile(y0, sample_rate)
+    start = p0.detach().clone()
+    try:
+        start = prefit_eq(chain, start, out0, ref, sample_rate)
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
+        pass  # the chain's EQ changed shape: the audio steps alone still work
+    start = init_width(chain, start, out0, ref)
+    p = start.clamp(0.0, 1.0).requires_grad_(True)
     opt = torch.optim.Adam([p], lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / max(steps, 1))))
-    best_loss, best_p, history, first = math.inf, p0.detach().clone(), [], None
+    best_loss, best_p, history = math.inf, p0.detach().clone(), []
+    first = profile_loss(out0, ref)[1]
     for step in range(steps + 1):
         y = chain(excerpts, p.expand(b, -1), ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs)
         loss, terms = profile_loss(profile(y, sample_rate), ref)
-        if first is None:
-            first = terms
         history.append(round(terms["total"], 4))
         if math.isfinite(terms["total"]) and terms["total"] < best_loss:
             best_loss, best_p = terms["total"], p.detach().clone()

@@ -28,8 +28,14 @@ def synth_mix(seconds: float = 4.0, sample_rate: int = 44100, channels: int = 2,
     swell = 0.55 + 0.45 * np.sin(2 * np.pi * t / max(seconds, 1.0))
     mel_f = 440.0 * 2 ** (np.floor((t * 2) % 8) / 12.0)
     melody = 0.25 * np.sin(2 * np.pi * np.cumsum(mel_f) / sample_rate) * swell
-    left = kick + bass + chord + 0.8 * hat + 0.8 * melody
-    right = kick + bass + 0.8 * chord + np.roll(hat, 37) + 0.5 * melody
+    # a soft pink-ish noise bed (reverb/room stand-in) so every band carries some energy
+    spec = np.fft.rfft(rng.standard_normal((2, n)), axis=1)
+    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    spec /= np.sqrt(np.maximum(f, 20.0) / 1000.0)  # 1/f power: pink
+    bed = np.fft.irfft(spec, n, axis=1)
+    bed *= 0.03 / (np.sqrt(np.mean(bed**2)) + 1e-12)
+    left = kick + bass + chord + 0.8 * hat + 0.8 * melody + bed[0]
+    right = kick + bass + 0.8 * chord + np.roll(hat, 37) + 0.5 * melody + bed[1]
     x = np.stack([left, right]) if channels == 2 else ((left + right) / 2)[None, :]
     rms = np.sqrt(np.mean(x**2))
     return (x * (10 ** (level_db / 20.0) / rms)).astype(np.float32)

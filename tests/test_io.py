@@ -265,3 +265,12 @@ def test_meter_on_ebu_signals(name, expected):
         pytest.skip(f"{name} absent")
     x, sr = aio.read_audio(path)
     assert measure(x, sr).integrated_lufs == pytest.approx(expected, abs=0.1)
+
+
+def test_true_peak_filter_is_resample_polys():
+    from scipy.signal import firwin
+
+    from automaster.metering import resample_poly_filter
+
+    np.testing.assert_allclose(resample_poly_filter(),
+                               4 * firwin(81, 0.25, window=("kaiser", 5.0)), atol=1e-15)
