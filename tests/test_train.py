@@ -32,8 +32,9 @@ TINY = [
 
 
 def _cfg(*overrides: str):
+    base = [o for o in TINY if not (o.startswith("experiment=") and any(x.startswith("experiment=") for x in overrides))]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[*TINY, *overrides])
+        return compose(config_name="config", overrides=[*base, *overrides])
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -155,3 +156,26 @@ def test_cli_entry_point_runs_hydra_app(tmp_path: Path, monkeypatch: pytest.Monk
     run = runs[0]
     assert (run / ".hydra" / "config.yaml").exists() and (run / "config.yaml").exists()
     assert (run / "model.safetensors").exists() and (run / "train.log").exists()
+
+
+def test_style_fine_tune_from_a_checkpoint_on_a_folder(tmp_path: Path, two_step_run: Path) -> None:
+    import soundfile as sf
+
+    from model import load_checkpoint
+    from train.synth import GeneratedSource
+
+    masters = tmp_path / "masters"
+    masters.mkdir()
+    src = GeneratedSource(16000, seconds=2.0, seed=9)
+    for i in range(3):
+        sf.write(str(masters / f"song{i}.wav"), src.excerpt(i).numpy().T, 16000)
+    cfg = _cfg("experiment=style", "chain.sample_rate=16000", "data.excerpt_seconds=0.5", "data.num_workers=0",
+               f"data.path={masters}", f"init_from={two_step_run / 'model.safetensors'}", f"export={tmp_path / 'my_style'}",
+               "trainer.max_steps=1", "trainer.batch_size=2", "data.val_items=2", "trainer.val_batch_size=2")
+    summary = train(cfg, tmp_path / "run", DistInfo())
+    assert summary["step"] == 1 and summary["validation"]
+    base = load_checkpoint(two_step_run / "model.safetensors")
+    style = load_checkpoint(tmp_path / "my_style.safetensors")  # what `automaster --model` loads
+    assert style.config == base.config
+    assert not torch.equal(style.network.out.weight, base.network.out.weight)
+    assert torch.equal(style.network.feature_mean, base.network.feature_mean)  # kept from the base model

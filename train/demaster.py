@@ -51,6 +51,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
+from scipy.fft import next_fast_len
 
 from dsp.biquad import biquad_response_db, high_shelf_coefficients, low_shelf_coefficients, peaking_coefficients
 from dsp.eq import SHELF_Q
@@ -80,6 +81,7 @@ MAX_BANDS = 3
 TILT_LOW_HZ = 200.0
 TILT_HIGH_HZ = 3000.0
 PEAK_GUARD_DBFS = -0.5
+HOP = 32  # samples per envelope block
 _LOG_SCALED = {"band_freq_hz", "band_q"}
 
 
@@ -203,34 +205,43 @@ class Demasterer:
         y, params.guard_db = self._level(y, ref, params.level_drop_db)
         return y.squeeze(0) if squeeze else y
 
-    def _env_db(self, x: torch.Tensor, window_ms: float) -> torch.Tensor:
-        """Channel-linked moving RMS level in dB: (b, c, t) -> (b, 1, t)."""
-        w = max(1, int(round(window_ms * 1e-3 * self.sample_rate)))
-        return 10.0 * torch.log10(_moving_average(x.square().mean(dim=1, keepdim=True), w) + 1e-10)
+    # Dynamics run on envelopes decimated to HOP-sample blocks (0.7 ms at 44.1 kHz): the
+    # envelopes and gain curves are far smoother than that, and it keeps a 12 s excerpt cheap.
+    def _frames(self, ms: float) -> int:
+        return max(1, int(round(ms * 1e-3 * self.sample_rate / HOP)))
 
-    def _smooth(self, gain_db: torch.Tensor, ms: float) -> torch.Tensor:
-        return _moving_average(gain_db, max(1, int(round(ms * 1e-3 * self.sample_rate))))
+    def _env_db(self, power: torch.Tensor, window_ms: float) -> torch.Tensor:
+        """Moving RMS level in dB of block powers (b, 1, F) -> (b, 1, F)."""
+        return 10.0 * torch.log10(_moving_average(power, self._frames(window_ms)) + 1e-10)
+
+    def _apply(self, x: torch.Tensor, gain_db: torch.Tensor, smooth_ms: float) -> torch.Tensor:
+        """Smooth a block gain curve (b, 1, F), upsample it linearly and apply it to x."""
+        g = _moving_average(gain_db, self._frames(smooth_ms))
+        g = torch.nn.functional.interpolate(g, scale_factor=HOP, mode="linear", align_corners=False)
+        return x * _db_to_amp(g[..., : x.shape[-1]])
 
     def _unlimit(self, x: torch.Tensor, depth_db: float, slope: float) -> torch.Tensor:
-        w = max(1, int(round(2.9e-3 * self.sample_rate))) | 1
-        peak = torch.nn.functional.max_pool1d(x.abs().amax(dim=1, keepdim=True), w, stride=1, padding=w // 2)
+        peak = _blocks(x.abs().amax(dim=1, keepdim=True)).amax(dim=-1)
+        w = self._frames(2.9) | 1
+        peak = torch.nn.functional.max_pool1d(peak, w, stride=1, padding=w // 2)
         peak_db = 20.0 * torch.log10(peak + 1e-10)
         thr = peak_db.amax(dim=-1, keepdim=True) - depth_db
         gain_db = (slope * (peak_db - thr).clamp_min(0.0)).clamp_max(6.0)
-        return x * _db_to_amp(self._smooth(gain_db, 2.0))
+        return self._apply(x, gain_db, 2.0)
 
     def _expand(self, x: torch.Tensor, ratio: float) -> torch.Tensor:
-        env = self._env_db(x, 20.0)
+        env = self._env_db(_block_power(x), 20.0)
         active = env > -60.0
         pivot = torch.stack([
             e[a].median() if bool(a.any()) else e.median() for e, a in zip(env.flatten(1), active.flatten(1))
         ]).view(-1, 1, 1)
         gain_db = ((ratio - 1.0) * (env - pivot)).clamp(-12.0, 6.0)
-        return x * _db_to_amp(self._smooth(gain_db, 5.0))
+        return self._apply(x, gain_db, 5.0)
 
     def _transients(self, x: torch.Tensor, amount: float) -> torch.Tensor:
-        diff = (self._env_db(x, 2.0) - self._env_db(x, 40.0)).clamp(0.0, 12.0)
-        return x * _db_to_amp(self._smooth(amount * diff, 1.0))
+        power = _block_power(x)
+        diff = (self._env_db(power, 2.0) - self._env_db(power, 40.0)).clamp(0.0, 12.0)
+        return self._apply(x, amount * diff, 1.0)
 
     def eq_response_db(self, freqs_hz: torch.Tensor, tilt_db: float, bands: list[tuple[float, float, float]]) -> torch.Tensor:
         """Magnitude response in dB (float64, shape of ``freqs_hz``) of the tilt + band EQ,
@@ -250,12 +261,15 @@ class Demasterer:
         t = x.shape[-1]
         pad = min(t - 1, 4096)
         xp = torch.nn.functional.pad(x, (pad, pad), mode="reflect") if pad > 0 else x
-        n = xp.shape[-1]
-        spec = torch.fft.rfft(xp.double(), dim=-1)
-        freqs = torch.fft.rfftfreq(n, d=1.0 / self.sample_rate)
-        spec = spec * torch.pow(10.0, self.eq_response_db(freqs, tilt_db, bands) / 20.0)
-        y = torch.fft.irfft(spec, n=n, dim=-1)
-        return y[..., pad : pad + t].float()
+        n = next_fast_len(xp.shape[-1] + (xp.shape[-1] % 2), real=True)
+        n += n % 2  # even: the last bin is Nyquist, so the grid below maps onto the bins exactly
+        spec = torch.fft.rfft(xp, n=n, dim=-1)
+        # The response is smooth: evaluate it on 4097 points, interpolate linearly to the bins.
+        grid = torch.linspace(0.0, self.sample_rate / 2.0, 4097, dtype=torch.float64)
+        resp_db = self.eq_response_db(grid, tilt_db, bands).float().view(1, 1, -1)
+        resp_db = torch.nn.functional.interpolate(resp_db, size=spec.shape[-1], mode="linear", align_corners=True)
+        y = torch.fft.irfft(spec * torch.pow(10.0, resp_db / 20.0), n=n, dim=-1)
+        return y[..., pad : pad + t].contiguous()
 
     def _level(self, y: torch.Tensor, ref: torch.Tensor, drop_db: float) -> tuple[torch.Tensor, float]:
         """Set loudness to ref - drop (per item), then guard the peak. Returns (audio, guard dB)."""
@@ -273,6 +287,18 @@ class Demasterer:
         guard = (PEAK_GUARD_DBFS - peak_db).clamp_max(0.0)
         y = y * _db_to_amp(guard).view(-1, 1, 1)
         return y, float(guard.min())
+
+
+def _blocks(x: torch.Tensor) -> torch.Tensor:
+    """(b, 1, t) -> (b, 1, F, HOP) zero-padded blocks."""
+    t = x.shape[-1]
+    x = torch.nn.functional.pad(x, (0, (-t) % HOP))
+    return x.view(x.shape[0], x.shape[1], -1, HOP)
+
+
+def _block_power(x: torch.Tensor) -> torch.Tensor:
+    """Channel-linked mean power per block: (b, c, t) -> (b, 1, F)."""
+    return _blocks(x.square().mean(dim=1, keepdim=True)).mean(dim=-1)
 
 
 def _moving_average(x: torch.Tensor, window: int) -> torch.Tensor:

@@ -283,15 +283,22 @@ class Trainer:
             param_weight=float(lc.param_weight),
         )
         param_target = ParamTarget(self.sample_rate, self.renderer.target_lufs is not None) if float(lc.param_weight) > 0 else None
-        self.train_set = PairDataset(build_source(cfg.data, "train", self.sample_rate, self.seed), self.demaster, self.seed, "train", param_target=param_target)
+        # The chain renders data.excerpt_seconds; the features see the model's analysis span
+        # (n_windows x window_seconds, contiguous here, spread over the track at inference).
+        crop_s = float(cfg.data.excerpt_seconds)
+        feats = self.model.features
+        context_s = max(crop_s, float(feats.n_windows) * float(feats.window_seconds))
+        crop = int(round(crop_s * self.sample_rate))
+        self.train_set = PairDataset(build_source(cfg.data, "train", self.sample_rate, self.seed, context_s), self.demaster, self.seed, "train",
+                                     param_target=param_target, crop_samples=crop)
         self.val_set: PairDataset | None = None
         if self.info.is_main and int(cfg.data.val_items) > 0:
             try:
-                val_source = build_source(cfg.data, "val", self.sample_rate, self.seed)
+                val_source = build_source(cfg.data, "val", self.sample_rate, self.seed, context_s)
             except ValueError as e:
                 log.warning("no validation split (%s): training without validation", e)
             else:
-                self.val_set = PairDataset(val_source, self.demaster, self.seed, "val", length=int(cfg.data.val_items))
+                self.val_set = PairDataset(val_source, self.demaster, self.seed, "val", length=int(cfg.data.val_items), crop_samples=crop)
 
         oc = cfg.optim
         self.optimizer = torch.optim.AdamW(
@@ -322,7 +329,7 @@ class Trainer:
         return found
 
     def _init_fresh(self) -> None:
-        """Input standardization and an identity-predicting output layer (new models only)."""
+        """Input standardization and a near-identity output layer (new models only)."""
         if not self.fresh_init:
             return
         if self.info.is_main:
@@ -332,10 +339,13 @@ class Trainer:
                 feats = []
                 for i in range(0, n, self.local_batch):
                     batch = collate([stats_set[j] for j in range(i, min(n, i + self.local_batch))])
-                    feats.append(self.model.extract(batch["input"].to(self.device), self.sample_rate).float())
+                    feats.append(self.model.extract(batch["context"].to(self.device), self.sample_rate).float())
                 f = torch.cat(feats)
                 self.net.set_feature_stats(f.mean(0), f.std(0))
-            self.net.init_output_to(self.chain.identity_params(1).squeeze(0))
+            # Identity settings sit on range edges (ratio 1, mixes 0) where the sigmoid is flat;
+            # start a margin inside so every output can learn.
+            margin = float(self.cfg.trainer.get("init_margin", 0.02))
+            self.net.init_output_to(self.chain.identity_params(1).squeeze(0).clamp(margin, 1.0 - margin))
         # DDP broadcasts rank 0's parameters and buffers when it wraps the network.
 
     def _state_summary(self, val: dict[str, float] | None) -> dict[str, Any]:
@@ -395,8 +405,9 @@ class Trainer:
             x = batch["input"].to(self.device)
             tgt = batch["target"].to(self.device)
             levels = self.renderer.levels(tgt)
+            feats = self.model.extract(batch["context"].to(self.device), self.sample_rate).float()
             with self._autocast():
-                p = self.net(self.model.extract(x, self.sample_rate))
+                p = self.net(feats)
             y = self.renderer(x, p.float(), levels)
             losses.append(self.loss_fn(y, tgt)[0].detach().cpu().reshape(1))
             for k, v in quality_metrics(y, tgt, self.sample_rate).items():
@@ -443,7 +454,7 @@ class Trainer:
         tgt = batch["target"].to(self.device, non_blocking=True)
         # Dropout randomness is a function of (seed, step, rank): resume needs no RNG replay.
         torch.manual_seed(mix_seed(self.seed, 7, self.step, self.info.rank))
-        feats = self.model.extract(x, self.sample_rate).float()
+        feats = self.model.extract(batch["context"].to(self.device, non_blocking=True), self.sample_rate).float()
         with self._autocast():
             p = ddp_net(feats)
         p = p.float()

@@ -54,14 +54,19 @@ def item_generator(seed: int, split: str, index: int) -> torch.Generator:
 
 
 class PairDataset(Dataset):
-    """index -> {"input": de-mastered (C, T), "target": master (C, T), "invertible": bool, "index": int}.
+    """index -> {"context": de-mastered excerpt (C, L), "input": de-mastered crop (C, T),
+    "target": master crop (C, T), "invertible": bool, "index": int}.
 
-    Map-style over an unbounded index space; ``length`` only matters for fixed sets
-    (validation). ``param_target`` (optional) maps DemasterParams to a
-    ((n,) target, (n,) mask) pair for parameter regression.
+    The whole excerpt is de-mastered as one piece; the network's features see the
+    ``context`` (as at inference, where they see several analysis windows), the chain
+    renders only a random ``crop_samples`` crop of it (T = L without a crop), which
+    keeps the differentiable part short. Map-style over an unbounded index space;
+    ``length`` only matters for fixed sets (validation). ``param_target`` (optional)
+    maps DemasterParams to a ((n,) target, (n,) mask) pair for parameter regression.
     """
 
-    def __init__(self, source: ExcerptSource, demasterer: Demasterer, seed: int, split: str, length: int = 2**62, param_target: Any = None) -> None:
+    def __init__(self, source: ExcerptSource, demasterer: Demasterer, seed: int, split: str, length: int = 2**62,
+                 param_target: Any = None, crop_samples: int | None = None) -> None:
         if split not in _SPLIT_CODES:
             raise ValueError(f"unknown split {split!r}; known: {sorted(_SPLIT_CODES)}")
         self.source = source
@@ -70,14 +75,23 @@ class PairDataset(Dataset):
         self.split = split
         self.length = int(length)
         self.param_target = param_target
+        self.crop_samples = int(crop_samples) if crop_samples else None
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        target = self.source.excerpt(int(index)).float()
-        degraded, params = self.demasterer(target, item_generator(self.seed, self.split, index))
-        item = {"input": degraded, "target": target, "invertible": params.invertible, "index": int(index)}
+        master = self.source.excerpt(int(index)).float()
+        g = item_generator(self.seed, self.split, index)
+        degraded, params = self.demasterer(master, g)
+        n = master.shape[-1]
+        crop = self.crop_samples
+        if crop is not None and crop < n:
+            start = int(torch.randint(0, n - crop + 1, (), generator=g))
+            inp, target = degraded[:, start : start + crop], master[:, start : start + crop]
+        else:
+            inp, target = degraded, master
+        item = {"context": degraded, "input": inp, "target": target, "invertible": params.invertible, "index": int(index)}
         if self.param_target is not None:
             item["param_target"], item["param_mask"] = self.param_target(params)
         return item
@@ -108,6 +122,7 @@ class StepSampler(Sampler[int]):
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack a list of PairDataset items (all of one length) into a batch."""
     out: dict[str, Any] = {
+        "context": torch.stack([it["context"] for it in items]),
         "input": torch.stack([it["input"] for it in items]),
         "target": torch.stack([it["target"] for it in items]),
         "invertible": torch.tensor([bool(it["invertible"]) for it in items]),

@@ -38,23 +38,25 @@ class DatasetSource:
         return self.dataset[item]
 
 
-def build_source(data_cfg: DictConfig, split: str, sample_rate: int, seed: int):
-    """Source of ``split`` ("train" or "val") at ``sample_rate`` for ``data_cfg``.
+def build_source(data_cfg: DictConfig, split: str, sample_rate: int, seed: int, seconds: float | None = None):
+    """Source of ``split`` ("train" or "val") at ``sample_rate`` for ``data_cfg``; excerpts
+    last ``seconds`` (default ``data.excerpt_seconds``).
 
     Raises ValueError when the split has no tracks (e.g. a single-album style folder
     grouped by album has no validation split: use ``data.group_by=file``).
     """
     kind = str(data_cfg.kind)
+    seconds = float(seconds or data_cfg.excerpt_seconds)
     split_seed = mix_seed(seed, _SPLIT_SALT[split])
     if kind == "generated":
         from train.synth import GeneratedSource
 
-        return GeneratedSource(sample_rate, seconds=float(data_cfg.excerpt_seconds), channels=int(data_cfg.channels), seed=split_seed)
+        return GeneratedSource(sample_rate, seconds=seconds, channels=int(data_cfg.channels), seed=split_seed)
 
     from train import data as tdata
 
     config = tdata.ExcerptConfig(
-        excerpt_s=float(data_cfg.excerpt_seconds),
+        excerpt_s=seconds,
         sample_rate_hz=int(sample_rate),
         channels=str(data_cfg.get("channel_mode", "stereo")),
         silence_db=float(data_cfg.get("silence_db", -50.0)),
