@@ -191,30 +191,36 @@ class MasteringChain(nn.Module):
             tot = k[:, None] * limiter.gain_from_hold(hold * k[:, None], ceiling, release)
             return tot, loudness_from_power(power * tot * tot, sr)
 
+        # each item stops moving once within tolerance, so items never affect each other
         prev_gain = prev_level = None
         for _ in range(MAX_LOUDNESS_PASSES):
             total, est = total_gain(gain_db)
             err = torch.where(silent, torch.zeros_like(est), target_lufs - est)
-            if bool((err.detach().abs() < 0.5 * LOUDNESS_TOLERANCE_LU).all()):
+            active = err.detach().abs() >= 0.5 * LOUDNESS_TOLERANCE_LU
+            if not bool(active.any()):
                 break
             step_db = err
             if prev_gain is not None:
-                slope = (est - prev_level) / (gain_db - prev_gain)
-                slope = torch.where(slope.detach() > 0.05, slope, torch.ones_like(slope)).clamp(max=1.0)
-                step_db = err / slope
+                dg = gain_db - prev_gain
+                moved = dg.detach().abs() > 1e-6
+                slope = (est - prev_level) / torch.where(moved, dg, torch.ones_like(dg))
+                ok = moved & (slope.detach() > 0.05)
+                step_db = err / torch.where(ok, slope, torch.ones_like(slope)).clamp(max=1.0)
             prev_gain, prev_level = gain_db, est
             new_gain = torch.minimum(gain_db + step_db.clamp(-6.0, 12.0), max_gain_db)
-            if bool(((new_gain - gain_db).detach().abs() < 1e-3).all()):
+            new_gain = torch.where(active, new_gain, gain_db)
+            if not bool(((new_gain - gain_db).detach().abs() >= 1e-3).any()):
                 break  # at the headroom limit: the target is out of reach under this ceiling
             gain_db = new_gain
 
-        for _ in range(2):  # exact check of the rendered output, with a correction if needed
+        for attempt in range(3):  # exact check of the rendered output, with corrections if needed
             out = y * total[:, None, :]
             out_level = loudness_from_power(weighted_power(out, sr), sr)
             err = torch.where(silent, torch.zeros_like(out_level), target_lufs - out_level)
-            if bool((err.detach().abs() < LOUDNESS_TOLERANCE_LU).all()):
+            active = err.detach().abs() >= LOUDNESS_TOLERANCE_LU
+            if not bool(active.any()) or attempt == 2:
                 break
-            gain_db = torch.minimum(gain_db + err, max_gain_db)
+            gain_db = torch.where(active, torch.minimum(gain_db + err, max_gain_db), gain_db)
             total, _ = total_gain(gain_db)
         self._last_lufs = out_level
         k = torch.pow(10.0, gain_db / 20.0)[:, None]

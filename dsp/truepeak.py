@@ -14,14 +14,20 @@ import torch
 import torch.nn.functional as F
 
 OVERSAMPLING = 4
-TAPS_PER_PHASE = 16  # 64-tap prototype; within 0.06 dB of a long reference up to 0.45 fs
-KAISER_BETA = 8.0
+TAPS_PER_PHASE = 24  # 96-tap prototype
+KAISER_BETA = 5.0  # a sharp transition at fs/2: near-Nyquist peaks are not under-read
 
 _CACHE: dict[tuple, torch.Tensor] = {}
 
 
 def interpolation_kernel() -> np.ndarray:
-    """(3, TAPS_PER_PHASE) float64 taps that give x(n + p/4), p = 1..3, from x[n-7 .. n+8]."""
+    """(3, TAPS_PER_PHASE) float64 taps that give x(n + p/4), p = 1..3, from x[n-11 .. n+12].
+
+    A limiter that holds every estimated peak at the ceiling exposes the estimator's
+    worst case over thousands of peaks; with 24 taps per phase and beta 5, limited
+    white and near-Nyquist noise measures at most +0.06 dB over the ceiling with
+    scipy's resample_poly (tests/test_dsp_dynamics.py), where 16 taps (beta 8) gave +0.4 dB.
+    """
     half = TAPS_PER_PHASE // 2
     k = np.arange(-half + 1, half + 1)  # input offsets
     taps = np.empty((OVERSAMPLING - 1, TAPS_PER_PHASE))
