@@ -90,7 +90,7 @@ def system_matchering(sr: int, tmp: Path) -> Callable:
     import matchering as mg
     import soundfile as sf
 
-    mg.log(handler=lambda *_: None)  # quiet
+    mg.log(default_handler=lambda *_: None)  # quiet
 
     def run(degraded: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
         tgt, ref, out = tmp / "target.wav", tmp / "reference.wav", tmp / "result.wav"

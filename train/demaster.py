@@ -32,7 +32,8 @@ peak guard             extra attenuation so the sample peak stays  <= -0.5 dBFS 
                        not clip)
 =====================  ==========================================  ================  =====
 
-All dynamics gains are linked across channels. EQs are applied as zero-phase
+All dynamics gains are linked across channels and computed from envelopes on 32-sample
+blocks (0.7 ms at 44.1 kHz), then interpolated back to samples. EQs are applied as zero-phase
 magnitude responses of the RBJ biquads in the frequency domain (padded against
 wrap-around), so the chain's RBJ EQ with negated gains has exactly the inverse
 magnitude response.

@@ -531,55 +531,59 @@ class Trainer:
         last_val: dict[str, float] = {}
         stopped_early = False
         bar = None
+        redirect = nullcontext()
         if self.info.is_main and bool(tc.get("progress", True)):
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
             bar = tqdm(total=self.max_steps, initial=self.step, desc=str(self.cfg.get("name", "train")), dynamic_ncols=True, mininterval=1.0)
+            redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
         acc: dict[str, float] = {}
         n_acc = 0
         skipped = 0
         t_log = time.time()
         it = iter(self._loader()) if self.step < self.max_steps else None
-        try:
-            while self.step < self.max_steps:
-                parts, gnorm, finite = self._train_step(next(it), ddp_net)
-                self.step += 1
-                skipped += 0 if finite else 1
-                for k, v in parts.items():
-                    acc[k] = acc.get(k, 0.0) + v
-                n_acc += 1
+        with redirect:
+            try:
+                while self.step < self.max_steps:
+                    parts, gnorm, finite = self._train_step(next(it), ddp_net)
+                    self.step += 1
+                    skipped += 0 if finite else 1
+                    for k, v in parts.items():
+                        acc[k] = acc.get(k, 0.0) + v
+                    n_acc += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{parts['loss']:.4f}", refresh=False)
+                    if self.step % log_every == 0 or self.step == self.max_steps:
+                        dt = time.time() - t_log
+                        row = {k: v / n_acc for k, v in acc.items()}
+                        row.update(lr=self.scheduler.get_last_lr()[0], grad_norm=gnorm, steps_per_s=n_acc / max(dt, 1e-9), skipped=skipped)
+                        metrics.write(self.step, "train", row)
+                        if self.info.is_main:
+                            log.info("step %d | %s", self.step, " ".join(f"{k} {v:.4g}" for k, v in row.items()))
+                        acc, n_acc, t_log = {}, 0, time.time()
+                    stop = self._should_stop(t_start)
+                    if self.step % val_every == 0 or self.step == self.max_steps or stop:
+                        if self.info.is_main:
+                            last_val = self.validate()
+                            metrics.write(self.step, "val", last_val)
+                            if last_val.get("mrstft", math.inf) < self.best.get("mrstft", math.inf):
+                                self.best = {"step": self.step, **last_val}
+                            log.info("val step %d | %s", self.step, " ".join(f"{k} {v:.4g}" for k, v in last_val.items()))
+                        self._barrier()
+                    if self.step % ckpt_every == 0 or self.step == self.max_steps or stop:
+                        self.save(last_val)
+                        self._barrier()
+                    if stop:
+                        stopped_early = self.step < self.max_steps
+                        if self.info.is_main:
+                            log.info("time limit trainer.max_minutes=%s reached at step %d", tc.max_minutes, self.step)
+                        break
+            finally:
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{parts['loss']:.4f}", refresh=False)
-                if self.step % log_every == 0 or self.step == self.max_steps:
-                    dt = time.time() - t_log
-                    row = {k: v / n_acc for k, v in acc.items()}
-                    row.update(lr=self.scheduler.get_last_lr()[0], grad_norm=gnorm, steps_per_s=n_acc / max(dt, 1e-9), skipped=skipped)
-                    metrics.write(self.step, "train", row)
-                    if self.info.is_main:
-                        log.info("step %d | %s", self.step, " ".join(f"{k} {v:.4g}" for k, v in row.items()))
-                    acc, n_acc, t_log = {}, 0, time.time()
-                stop = self._should_stop(t_start)
-                if self.step % val_every == 0 or self.step == self.max_steps or stop:
-                    if self.info.is_main:
-                        last_val = self.validate()
-                        metrics.write(self.step, "val", last_val)
-                        if last_val.get("mrstft", math.inf) < self.best.get("mrstft", math.inf):
-                            self.best = {"step": self.step, **last_val}
-                        log.info("val step %d | %s", self.step, " ".join(f"{k} {v:.4g}" for k, v in last_val.items()))
-                    self._barrier()
-                if self.step % ckpt_every == 0 or self.step == self.max_steps or stop:
-                    self.save(last_val)
-                    self._barrier()
-                if stop:
-                    stopped_early = self.step < self.max_steps
-                    if self.info.is_main:
-                        log.info("time limit trainer.max_minutes=%s reached at step %d", tc.max_minutes, self.step)
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-            metrics.close()
+                    bar.close()
+                metrics.close()
         summary = self._finish(last_val, stopped_early, time.time() - t_start)
         return summary
 
