@@ -524,7 +524,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            ddp_net = DDP(self.net, device_ids=ids)
+            # FiLM layers of a conditioned network get no gradient when cond is None
+            ddp_net = DDP(self.net, device_ids=ids, find_unused_parameters=self.net.cond_dim > 0)
         metrics = MetricLog(self.run_dir, self.info.is_main, self.step)
         tc = self.cfg.trainer
         val_every, ckpt_every, log_every = int(tc.val_every), int(tc.ckpt_every), max(1, int(tc.log_every))
