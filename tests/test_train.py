@@ -171,7 +171,8 @@ def test_style_fine_tune_from_a_checkpoint_on_a_folder(tmp_path: Path, two_step_
         sf.write(str(masters / f"song{i}.wav"), src.excerpt(i).numpy().T, 16000)
     cfg = _cfg("experiment=style", "chain.sample_rate=16000", "data.excerpt_seconds=0.5", "data.num_workers=0",
                f"data.path={masters}", f"init_from={two_step_run / 'model.safetensors'}", f"export={tmp_path / 'my_style'}",
-               "trainer.max_steps=1", "trainer.batch_size=2", "data.val_items=2", "trainer.val_batch_size=2")
+               "trainer.max_steps=1", "trainer.batch_size=2", "data.val_items=2", "trainer.val_batch_size=2",
+               "chain.ceiling_dbtp=original")
     summary = train(cfg, tmp_path / "run", DistInfo())
     assert summary["step"] == 1 and summary["validation"]
     base = load_checkpoint(two_step_run / "model.safetensors")

@@ -160,7 +160,7 @@ class Renderer:
     def levels(self, target: torch.Tensor) -> tuple[list, list]:
         """Per-item (target_lufs, ceiling_dbtp) lists for clean masters (batch, C, T)."""
         from dsp.loudness import integrated_loudness
-        from dsp.truepeak import true_peak
+        from dsp import true_peak
 
         b = target.shape[0]
         with torch.no_grad():
@@ -387,6 +387,8 @@ class Trainer:
             items = [self.val_set[i] for i in range(len(self.val_set))]
             bs = int(self.cfg.trainer.val_batch_size)
             self.val_cache = [collate(items[i : i + bs]) for i in range(0, len(items), bs)]
+            for batch in self.val_cache:  # fixed set: render targets computed once
+                batch["levels"] = self.renderer.levels(batch["target"].to(self.device))
         return self.val_cache
 
     @torch.no_grad()
@@ -404,7 +406,7 @@ class Trainer:
         for batch in self._val_batches():
             x = batch["input"].to(self.device)
             tgt = batch["target"].to(self.device)
-            levels = self.renderer.levels(tgt)
+            levels = batch["levels"]
             feats = self.model.extract(batch["context"].to(self.device), self.sample_rate).float()
             with self._autocast():
                 p = self.net(feats)

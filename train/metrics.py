@@ -31,7 +31,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torchaudio
 
 METRIC_NAMES: tuple[str, ...] = ("mrstft", "mel", "centroid", "crest", "rms", "lufs")
 METRIC_UNITS: dict[str, str] = {
@@ -114,17 +113,10 @@ def mrstft(
 
 @functools.lru_cache(maxsize=16)
 def _mel_fbank(sample_rate: int, n_fft: int, n_mels: int, device: str) -> torch.Tensor:
-    f_max = min(16000.0, sample_rate / 2.0)
-    fb = torchaudio.functional.melscale_fbanks(
-        n_freqs=n_fft // 2 + 1,
-        f_min=20.0,
-        f_max=f_max,
-        n_mels=n_mels,
-        sample_rate=sample_rate,
-        norm=None,
-        mel_scale="htk",
-    )
-    return fb.to(device)
+    """(bins, n_mels) filterbank: the model's own triangular mel bands (rows sum to 1)."""
+    from model.features import mel_filterbank
+
+    return mel_filterbank(n_mels, n_fft, sample_rate, 20.0, min(16000.0, sample_rate / 2.0), device=device).T.contiguous()
 
 
 def mel_distance(
