@@ -294,7 +294,7 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
     try:
         with AudioWriter(plan.output, src.sample_rate, src.channels, args.bit_depth,
                          frames_hint=src.frames) as writer:
-            result = master_source(src, job, writer.write, bar)
+            result = master_source(src, job, writer.write, bar, rewind=writer.rewind)
     finally:
         bar.close()
         if raw is not None:

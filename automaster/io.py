@@ -359,19 +359,33 @@ def new_temp_file(target: Path, suffix: str = ".part") -> Path:
     return Path(tmp)
 
 
+_QUANT_CHUNK = 1 << 16
+
+
 def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None) -> np.ndarray:
     """Float (channels, n) in [-1, 1) -> integers on a ``bits``-bit grid (int16 or int32).
 
     With ``rng``, TPDF dither (difference of two uniform variables, +-1 LSB) is added
-    before rounding; the result is clipped to the word's range.
+    before rounding; the result is clipped to the word's range. The two uniforms are the
+    halves of one 32-bit draw (1/65536 LSB resolution is plenty for dither).
     """
+    x = np.asarray(x)
+    if x.shape[-1] > _QUANT_CHUNK:  # in cache-sized pieces: big temporaries cost page faults
+        return np.concatenate([quantize(x[..., s:s + _QUANT_CHUNK], bits, rng)
+                               for s in range(0, x.shape[-1], _QUANT_CHUNK)], axis=-1)
     scale = float(1 << (bits - 1))
-    y = np.asarray(x, dtype=np.float64) * scale
+    work = np.float32 if bits <= 16 else np.float64  # float32 holds 16-bit values + fraction
+    y = np.multiply(x, scale, dtype=work)
     if rng is not None:
-        y += rng.random(y.shape, dtype=np.float32)
-        y -= rng.random(y.shape, dtype=np.float32)
-    q = np.clip(np.floor(y + 0.5), -scale, scale - 1.0)
-    return q.astype(np.int16 if bits == 16 else np.int32)
+        r = rng.integers(0, 1 << 32, size=y.shape, dtype=np.uint32)
+        d = (r & 0xFFFF).astype(work)
+        d -= (r >> 16).astype(work)
+        d *= work(1.0 / 65536.0)
+        y += d
+    y += work(0.5)
+    np.floor(y, out=y)
+    np.clip(y, -scale, scale - 1.0, out=y)
+    return y.astype(np.int16 if bits == 16 else np.int32)
 
 
 class AudioWriter:
@@ -385,8 +399,6 @@ class AudioWriter:
     def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int,
                  bit_depth: str | None = None, *, frames_hint: int = 0,
                  seed: int = DITHER_SEED) -> None:
-        import soundfile as sf
-
         self.path = Path(path)
         fmt = output_format(self.path)
         self.subtype = output_subtype(fmt, bit_depth)
@@ -394,22 +406,34 @@ class AudioWriter:
             fmt = "RF64"  # plain RIFF sizes are 32-bit
         self.format = fmt
         self.bits = {"PCM_16": 16, "PCM_24": 24}.get(self.subtype)
-        self._rng = np.random.default_rng(seed) if self.bits else None
         try:
             self.tmp = new_temp_file(self.path)
         except OSError as e:
             raise OutputError(f"cannot create the output file ({one_line(e)})", self.path) from None
-        kwargs = {"compression_level": OGG_COMPRESSION_LEVEL} if fmt == "OGG" else {}
+        self.channels = int(channels)
+        self.sample_rate = int(sample_rate)
+        self._seed = seed
+        self._done = False
+        self._open()
+
+    def _open(self) -> None:
+        import soundfile as sf
+
+        kwargs = {"compression_level": OGG_COMPRESSION_LEVEL} if self.format == "OGG" else {}
         try:
-            self._f = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate),
-                                   channels=int(channels), format=fmt, subtype=self.subtype,
-                                   **kwargs)
+            self._f = sf.SoundFile(str(self.tmp), "w", samplerate=self.sample_rate,
+                                   channels=self.channels, format=self.format,
+                                   subtype=self.subtype, **kwargs)
         except Exception as e:
             self.tmp.unlink(missing_ok=True)
-            raise OutputError(f"cannot write {fmt}/{self.subtype} at {sample_rate} Hz "
-                              f"({_sf_reason(e)})", self.path) from None
-        self.channels = int(channels)
-        self._done = False
+            raise OutputError(f"cannot write {self.format}/{self.subtype} at {self.sample_rate} "
+                              f"Hz ({_sf_reason(e)})", self.path) from None
+        self._rng = np.random.default_rng(self._seed) if self.bits else None
+
+    def rewind(self) -> None:
+        """Forget everything written so far and start the file again."""
+        self._f.close()
+        self._open()
 
     def write(self, block: np.ndarray) -> None:
         """Append a (channels, n) float block."""

@@ -17,6 +17,7 @@ are ``(channels, samples)`` arrays fed in order to :meth:`Meter.process`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,9 @@ def true_peak_positions(buf: np.ndarray, lo: int, hi: int, floor: float,
     """
     taps = tp_taps().astype(np.float32)
     l1 = float(np.abs(taps).sum(axis=0).max())
+    # per phase, only the non-zero taps (phase 0 of the quarter-band sinc is one tap)
+    phases = [[(j, float(taps[j, phi])) for j in range(taps.shape[0]) if abs(taps[j, phi]) > 1e-12]
+              for phi in range(taps.shape[1])]
     best = floor
     starts = np.arange(lo, hi, segment)
     for ch in range(buf.shape[0]):
@@ -116,10 +120,14 @@ def true_peak_positions(buf: np.ndarray, lo: int, hi: int, floor: float,
             s = int(starts[i])
             e = min(s + segment, hi)
             n = e - s
-            acc = np.zeros((4, n), dtype=np.float32)
-            for j in range(2 * TP_HALF + 1):
-                acc += taps[j][:, None] * row[None, s - TP_HALF + j:s - TP_HALF + j + n]
-            best = max(best, float(np.abs(acc).max()))
+            acc = np.empty(n, dtype=np.float32)
+            tmp = np.empty(n, dtype=np.float32)
+            for taps_phi in phases:
+                acc.fill(0.0)
+                for j, t in taps_phi:
+                    np.multiply(row[s - TP_HALF + j:s - TP_HALF + j + n], t, out=tmp)
+                    acc += tmp
+                best = max(best, float(acc.max()), float(-acc.min()))
     return best
 
 
@@ -246,6 +254,11 @@ class Meter:
     def samples(self) -> int:
         return self._count
 
+    @property
+    def energy(self) -> float:
+        """Sum of squares of every sample seen (all channels)."""
+        return self._sumsq
+
     def hop_energies(self) -> np.ndarray:
         """Channel-summed K-weighted mean square of each complete 100 ms hop, (hops,)."""
         return np.concatenate(self._hops) if self._hops else np.zeros(0)
@@ -352,3 +365,40 @@ def measure(x: np.ndarray, sample_rate: int, *, true_peak: bool = True,
     for s in range(0, x.shape[1], block):
         m.process(x[:, s:s + block])
     return m.result()
+
+
+class BackgroundMeter:
+    """A :class:`Meter` fed on a worker thread, so metering overlaps rendering on a second
+    core (the numba and numpy inner loops release the GIL). Blocks are processed in order;
+    they must not be modified after :meth:`process`. At most ``depth`` blocks wait."""
+
+    def __init__(self, meter: Meter, depth: int = 3, threaded: bool | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if threaded is None:  # AUTOMASTER_METER_THREAD=0 meters inline (e.g. one-core hosts)
+            threaded = os.environ.get("AUTOMASTER_METER_THREAD", "1") != "0"
+        self.meter = meter
+        self._depth = depth
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="automaster-meter")
+                      if threaded else None)
+        self._pending: list = []
+
+    def process(self, block: np.ndarray) -> None:
+        """Queue the next (channels, n) block; errors surface here or in :meth:`join`."""
+        if self._pool is None:
+            self.meter.process(block)
+            return
+        while len(self._pending) >= self._depth:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self.meter.process, block))
+
+    def join(self) -> Meter:
+        """Wait for every queued block; returns the filled meter."""
+        try:
+            for f in self._pending:
+                f.result()
+        finally:
+            self._pending.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+        return self.meter

@@ -36,7 +36,7 @@ import numpy as np
 
 from automaster.errors import InputError, UserError, one_line
 from automaster.io import ArraySource, Source
-from automaster.metering import Meter, Measurement
+from automaster.metering import BackgroundMeter, Meter, Measurement
 
 SILENCE_LUFS = -70.0
 SILENCE_PEAK_DBFS = -80.0
@@ -50,6 +50,7 @@ LIMITER_MARGIN_DB = 0.2  # the limiter aims this far under the ceiling: its inte
 # material; aiming a little lower usually saves a pass
 TAIL_SECONDS = 0.05
 MEMORY_BYTES = 192 << 20
+HELD_GAIN = np.float32(10.0 ** (-0.05 / 20.0))  # limiter gain below this = "held down"
 TRACE_POINTS = 2000
 
 _noted: set[str] = set()
@@ -261,17 +262,22 @@ def excerpt_batch(source: Source, count: int, seconds: float) -> np.ndarray:
 
 def measure_source(source: Source, *, true_peak: bool = True, spectrum: bool = False,
                    block: int = 1 << 20, progress: Progress | None = None,
-                   name: str = "input") -> Meter:
-    """Stream a source through a Meter. InputError on NaN/inf samples."""
+                   name: str = "input", also: BackgroundMeter | None = None) -> Meter:
+    """Stream a source through a Meter (and ``also`` a background one). InputError on
+    NaN/inf samples."""
     meter = Meter(source.sample_rate, source.channels, true_peak=true_peak, spectrum=spectrum)
     for s, e in _blocks(source.frames, block):
         x = source.read(s, e)
         try:
             meter.process(x)
         except ValueError:
+            if also is not None:
+                also.join()
             bad = int(np.argmin(np.isfinite(x).all(axis=0)))
-            raise InputError(f"contains NaN or infinite samples (first at {(s + bad) / source.sample_rate:.3f} s)",
-                             name) from None
+            raise InputError(f"contains NaN or infinite samples (first at "
+                             f"{(s + bad) / source.sample_rate:.3f} s)", name) from None
+        if also is not None:
+            also.process(x)
         if progress:
             progress.advance(e - s)
     return meter
@@ -395,7 +401,7 @@ def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, d
     sr = source.sample_rate
     block = _block_frames(job, source.frames)
     lead = int(job.lead_seconds * sr)
-    meter = Meter(sr, source.channels, true_peak=False)
+    meter = BackgroundMeter(Meter(sr, source.channels, true_peak=False))
     progress.stage("render", source.frames)
     with torch.no_grad():
         for s, e in _blocks(source.frames, block):
@@ -410,7 +416,7 @@ def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, d
             if comp_trace is not None:
                 comp_trace.add(s, trace["compressor_gain_db"][0, s - a:].float().cpu().numpy())
             progress.advance(e - s)
-    return meter
+    return meter.join()
 
 
 @dataclass
@@ -425,6 +431,7 @@ class _Pass:
     cache: list | None
     trace: TraceReducer | None
     tp_db: float = math.nan
+    emitted: bool = False  # its blocks already went to the output
     measurement: Measurement | None = None
     spectrum: tuple = (np.zeros(0), np.zeros(0))
 
@@ -436,27 +443,36 @@ def _debug(message: str) -> None:
 
 def _limiter_pass(chain, store: FloatStore, gain_db: float, release: float,
                   ceiling: float | None, job: Job, device, sr: int, progress: Progress,
-                  keep: bool, tp: bool) -> _Pass:
-    """Gain + limiter over the whole store, measuring loudness (and the true peak if ``tp``)."""
-    meter = Meter(sr, store.channels, true_peak=tp, spectrum=tp and job.detail)
+                  keep: bool, tp: bool, emit: Callable[[np.ndarray], None] | None = None) -> _Pass:
+    """Gain + limiter over the whole store, measuring loudness (and the true peak if ``tp``);
+    blocks also go to ``emit`` when given (speculative writing of a likely final pass).
+
+    With a memory cache the true peak is always measured: on the second core, in parallel,
+    it is nearly free, and an accepted pass then needs no separate check."""
+    tp = tp or keep
+    bg = BackgroundMeter(Meter(sr, store.channels, true_peak=tp, spectrum=tp and job.detail))
     trace = TraceReducer(store.frames, sr) if job.detail else None
     cache: list | None = [] if keep else None
-    total = free = 0.0
+    limited_energy = 0.0
     progress.stage("limit", store.frames)
-    for s, out, g_db in _limited(chain, store, gain_db, release, ceiling, job, device, sr):
-        meter.process(out)
+    for s, out, g in _limited(chain, store, gain_db, release, ceiling, job, device, sr):
+        bg.process(out)
         # only the samples the limiter leaves alone get louder with more gain
-        e = np.einsum("ij,ij->j", out, out, dtype=np.float64)
-        total += float(e.sum())
-        free += float(e[g_db > -0.05].sum())
+        held = out[:, g <= HELD_GAIN]
+        limited_energy += float(np.einsum("ij,ij->", held, held, dtype=np.float64))
         if cache is not None:
             cache.append(out)
+        if emit is not None:
+            emit(out)
         if trace is not None:
-            trace.add(s, g_db)
+            trace.add(s, 20.0 * np.log10(np.maximum(g, 1e-6)))
         progress.advance(out.shape[1])
+    meter = bg.join()
     level = meter.integrated_lufs()
     _debug(f"pass gain {gain_db:.3f} ceiling {ceiling} -> {level:.3f} LUFS")
-    p = _Pass(gain_db, ceiling, level, free / total if total > 0 else 1.0, meter, cache, trace)
+    total = meter.energy
+    slope = 1.0 - limited_energy / total if total > 0 else 1.0
+    p = _Pass(gain_db, ceiling, level, slope, meter, cache, trace)
     if tp:
         p.measurement = meter.result()
         p.tp_db = p.measurement.true_peak_dbtp
@@ -465,20 +481,15 @@ def _limiter_pass(chain, store: FloatStore, gain_db: float, release: float,
 
 
 def _verify(p: _Pass, chain, store: FloatStore, release: float, job: Job, device, sr: int,
-            progress: Progress) -> _Pass:
-    """Add the true peak (and report spectrum) to a loudness pass, re-running it if needed."""
-    if p.cache is None:
-        return _limiter_pass(chain, store, p.gain_db, release, p.ceiling, job, device, sr,
-                             progress, False, tp=True)
-    tp_meter = Meter(sr, store.channels, loudness=False, true_peak=True, spectrum=job.detail)
-    for out in p.cache:
-        tp_meter.process(out)
-    loud = p.meter.result()
-    p.tp_db = tp_meter.result().true_peak_dbtp
-    loud.true_peak_dbtp = p.tp_db
-    p.measurement = loud
-    p.spectrum = tp_meter.spectrum()
-    return p
+            progress: Progress, emit: Callable[[np.ndarray], None] | None = None) -> _Pass:
+    """Add the true peak (and report spectrum) to a loudness pass. Without a cached output
+    the pass is re-run, writing to ``emit`` on the way (the caller rewinds if rejected)."""
+    if p.measurement is not None:
+        return p  # measured during the pass
+    q = _limiter_pass(chain, store, p.gain_db, release, p.ceiling, job, device, sr,
+                      progress, False, tp=True, emit=emit)
+    q.emitted = emit is not None
+    return q
 
 
 def _block_frames(job: Job, frames: int) -> int:
@@ -489,29 +500,34 @@ def _block_frames(job: Job, frames: int) -> int:
 
 def _limited(chain, store: FloatStore, gain_db: float, release_ms: float,
              ceiling: float | None, job: Job, device, sample_rate: int):
-    """Yield (start, output block (channels, n), limiter gain dB (n,)) over the store."""
+    """Yield (start, output block (channels, n) float32, limiter gain (n,) linear float32)."""
     import torch
 
     block = _block_frames(job, store.frames)
     lead = int(min(job.lead_seconds, 1.0) * sample_rate)
     tail = int(TAIL_SECONDS * sample_rate) + 32
-    k = 10.0 ** (gain_db / 20.0)
+    k = np.float32(10.0 ** (gain_db / 20.0))
     with torch.no_grad():
         for s, e in _blocks(store.frames, block):
             a, b = max(0, s - lead), min(store.frames, e + tail)
-            y = store.read(a, b) * np.float32(k)
+            y = store.read(a, b) * k
             if ceiling is None:
-                yield s, y[:, s - a:e - a], np.zeros(e - s)
+                yield s, y[:, s - a:e - a], np.ones(e - s, dtype=np.float32)
                 continue
             yt = torch.from_numpy(np.ascontiguousarray(y))[None].to(device)
-            g = _limiter_gain(chain, yt, release_ms, ceiling)[0, s - a:e - a].double().cpu().numpy()
-            out = (y[:, s - a:e - a] * g[None, :]).astype(np.float32)
-            yield s, out, 20.0 * np.log10(np.maximum(g, 1e-12))
+            g = _limiter_gain(chain, yt, release_ms, ceiling)[0, s - a:e - a]
+            g = g.to(torch.float32).cpu().numpy()
+            out = y[:, s - a:e - a] * g[None, :]
+            yield s, out, g
 
 
 def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] | None = None,
-                  progress: Progress | None = None) -> MasterResult:
+                  progress: Progress | None = None,
+                  rewind: Callable[[], None] | None = None) -> MasterResult:
     """Master a (processing-rate) source; blocks go to ``write`` (or into result.audio).
+
+    ``rewind``, when given with ``write``, discards what was written so far; it lets a long
+    input write its likely-final limiter pass while verifying it instead of running it again.
 
     Torch runs with ``job.threads`` intra-op threads meanwhile (restored afterwards): the
     chain's tensors are small, and a second OpenMP thread on a busy 2-core machine was
@@ -523,13 +539,14 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
     if job.threads:
         torch.set_num_threads(int(job.threads))
     try:
-        return _master_source(source, job, write, progress)
+        return _master_source(source, job, write, progress, rewind)
     finally:
         torch.set_num_threads(saved)
 
 
 def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] | None,
-                   progress: Progress | None) -> MasterResult:
+                   progress: Progress | None,
+                   rewind: Callable[[], None] | None = None) -> MasterResult:
     import time
 
     progress = progress or Progress()
@@ -544,10 +561,30 @@ def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None]
 
     collected: list[np.ndarray] | None = [] if write is None else None
     emit = write if write is not None else collected.append  # type: ignore[union-attr]
+    if write is None:
+        rewind = collected.clear  # type: ignore[union-attr]
 
     progress.stage("analyse", frames)
-    meter_in = measure_source(source, spectrum=job.detail, progress=progress, name=job.name)
-    before = meter_in.result()
+    tp_in = BackgroundMeter(Meter(sr, ch, loudness=False, true_peak=True, spectrum=job.detail))
+    meter_in = measure_source(source, true_peak=False, progress=progress, name=job.name,
+                              also=tp_in)
+    before = meter_in.result()  # true peak filled in by finish_before(), once tp_in is done
+
+    def finish_before() -> None:
+        before.true_peak_dbtp = tp_in.join().result().true_peak_dbtp
+
+    try:
+        return _master_rest(source, job, emit, rewind, collected, progress, before, meter_in,
+                            tp_in, finish_before, timings, lap)
+    finally:
+        tp_in.join()
+
+
+def _master_rest(source: Source, job: Job, emit, rewind, collected, progress: Progress,
+                 before: Measurement, meter_in: Meter, tp_in: BackgroundMeter, finish_before,
+                 timings: dict, lap) -> MasterResult:
+    """Everything after the analysis pass (see master_source)."""
+    sr, ch, frames = source.sample_rate, source.channels, source.frames
     lap("analyse")
     report: dict[str, Any] = {"input": job.name, "sample_rate": sr, "channels": ch,
                               "duration_s": round(frames / sr, 3)}
@@ -587,6 +624,7 @@ def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None]
             emit(np.array(source.read(s, e), dtype=np.float32))
             progress.advance(e - s)
         settings = chain.denormalize(chain.identity_params(1))[0]
+        finish_before()
         report.update({"source": "passthrough", "before": before.as_dict(),
                        "after": before.as_dict(), "gain_db": 0.0, "warnings": job.warnings})
         audio = np.concatenate(collected, axis=1) if collected is not None else None
@@ -635,12 +673,15 @@ def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None]
                 continue
             # verify the best pass against the independent 4x true-peak measurement; the
             # limiter holds its own interpolator's peaks, which can read a little lower
-            best = _verify(best, chain, store, release, job, device, sr, progress)
+            best = _verify(best, chain, store, release, job, device, sr, progress,
+                           emit if rewind is not None else None)
             excess = 0.0 if ceiling is None else max(0.0, best.tp_db - (ceiling - TP_MARGIN_DB))
             _debug(f"verify gain {best.gain_db:.3f} ceiling {best.ceiling} -> "
                    f"{best.level:.3f} LUFS, TP {best.tp_db:.3f}")
             if excess == 0.0 or n_passes >= MAX_LIMITER_PASSES:
                 break
+            if best.emitted:
+                rewind()
             lim_ceiling = best.ceiling - excess - 0.005
             gain_db = best.gain_db
             search.lowered(excess + 0.005)
@@ -653,8 +694,13 @@ def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None]
         lap("loudness_and_limiter")
         timings["limiter_passes"] = n_passes
 
+        if best.emitted and trim_db:
+            rewind()
+            best.emitted = False
         progress.stage("write", frames)
-        if best.cache is not None:
+        if best.emitted:
+            pass  # written while verifying
+        elif best.cache is not None:
             for out in best.cache:
                 emit(out * trim if trim_db else out)
                 progress.advance(out.shape[1])
@@ -667,6 +713,7 @@ def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None]
         store.close()
 
     lap("write")
+    finish_before()
     after = best.measurement
     for key in ("integrated_lufs", "true_peak_dbtp", "sample_peak_dbfs", "rms_dbfs"):
         setattr(after, key, getattr(after, key) + trim_db)
@@ -682,7 +729,7 @@ def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None]
     if job.detail:
         from automaster.report import smooth_spectrum
 
-        f_in, s_in = meter_in.spectrum()
+        f_in, s_in = tp_in.meter.spectrum()
         _, s_out = best.spectrum
         report["spectrum"] = smooth_spectrum(f_in, s_in, s_out + trim_db if s_out.size else s_out)
         report["gain_reduction"] = {

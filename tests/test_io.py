@@ -274,3 +274,14 @@ def test_true_peak_filter_is_resample_polys():
 
     np.testing.assert_allclose(resample_poly_filter(),
                                4 * firwin(81, 0.25, window=("kaiser", 5.0)), atol=1e-15)
+
+
+def test_writer_rewind_starts_over(tmp_path):
+    x = synth_mix(0.5, SR, seed=8)
+    out = tmp_path / "w.wav"
+    with aio.AudioWriter(out, SR, 2, "16") as w:
+        w.write(np.ones((2, 1000), np.float32) * 0.5)
+        w.rewind()
+        w.write(x)
+    aio.write_audio(tmp_path / "ref.wav", x, SR, "16")
+    assert out.read_bytes() == (tmp_path / "ref.wav").read_bytes()  # same data, same dither

@@ -168,3 +168,19 @@ def test_bad_arrays_are_rejected():
         automaster.master(np.zeros((2, 1000), np.float32), SR, device="cpu")
     with pytest.raises(ValueError, match="mono or stereo"):
         automaster.master(np.zeros((3, SR), np.float32), SR, device="cpu")
+
+
+def test_disk_store_writes_while_verifying(mix, tmp_path):
+    """Long-input mode (store on disk): the verified pass goes straight to the file."""
+    import soundfile as sf
+
+    from automaster.io import AudioWriter
+
+    ref = master_source(ArraySource(mix, SR), Job(device="cpu"))
+    out = tmp_path / "disk.wav"
+    with AudioWriter(out, SR, 2, "32f") as w:
+        r = master_source(ArraySource(mix, SR), Job(device="cpu", memory_bytes=0), w.write,
+                          rewind=w.rewind)
+    y, _ = sf.read(out, dtype="float32", always_2d=True)
+    assert r.audio is None
+    np.testing.assert_allclose(y.T, ref.audio, atol=1e-6)
