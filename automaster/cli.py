@@ -103,11 +103,11 @@ class Plan:
 
 
 def _err(message: str) -> None:
-    print(f"automaster: error: {one_line(message)}", file=sys.stderr, flush=True)
+    _say(f"automaster: error: {one_line(message)}", err=True)
 
 
 def _warn(message: str) -> None:
-    print(f"automaster: warning: {one_line(message)}", file=sys.stderr, flush=True)
+    _say(f"automaster: warning: {one_line(message)}", err=True)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -197,8 +197,12 @@ def _preflight(args: argparse.Namespace) -> tuple[list[Plan], list[tuple[Path, U
             check_input_info(plan.info, downmix=args.downmix)
             output_subtype(output_format(plan.output), args.bit_depth)
             if _same_file(plan.input, plan.output):
-                raise OutputError(f"is the input file itself; choose another output path",
+                raise OutputError("is the input file itself; choose another output path",
                                   plan.output)
+            for other, what in ((args.reference, "--reference"), (args.params_in, "--params-in")):
+                if other and _same_file(Path(other), plan.output):
+                    raise OutputError(f"is the {what} file; choose another output path",
+                                      plan.output)
             _check_new_file(plan.output, args.force)
             if args.report:
                 for extra in report_paths(plan.output):
@@ -240,7 +244,10 @@ class _Bar:
 
     def stage(self, name: str, frames: int) -> None:
         if self.bar is not None:
-            self.bar.total += frames
+            if not self.bar.total:  # analyse, render, limit, write: about four passes
+                self.bar.total = 4 * frames
+            elif self.bar.n + frames > self.bar.total:  # an extra limiter pass
+                self.bar.total = self.bar.n + frames
             self.bar.set_description_str(f"{self.label} [{name}]")
             self.bar.refresh()
 
@@ -251,6 +258,21 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+_BARS_ACTIVE = [False]
+
+
+def _say(message: str, err: bool = False) -> None:
+    """Print a line without tearing an active progress bar."""
+    stream = sys.stderr if err else sys.stdout
+    if _BARS_ACTIVE[0]:
+        from tqdm import tqdm
+
+        tqdm.write(message, file=stream)
+        stream.flush()
+    else:
+        print(message, file=stream, flush=True)
 
 
 def _open_source(plan: Plan, args: argparse.Namespace):
@@ -312,8 +334,7 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
               file=sys.stderr)
     if not args.quiet:
         r = result.report
-        print(f"{plan.input}: {describe(r['before'])} -> {describe(r['after'])}  [{plan.output}]",
-              flush=True)
+        _say(f"{plan.input}: {describe(r['before'])} -> {describe(r['after'])}  [{plan.output}]")
     return settings_document(result.settings, input=str(plan.input), output=str(plan.output),
                              source=result.report.get("source"),
                              target_lufs=result.report.get("target_lufs"),
@@ -412,7 +433,7 @@ def _run(args: argparse.Namespace) -> int:
     def notify(message: str) -> None:
         if message not in notified:
             notified.add(message)
-            print(f"automaster: note: {one_line(message)}", file=sys.stderr, flush=True)
+            _say(f"automaster: note: {one_line(message)}", err=True)
 
     shared = {"target": target, "ceiling": ceiling, "settings": settings, "model": model,
               "reference": reference, "device": device, "notify": notify,
@@ -420,6 +441,7 @@ def _run(args: argparse.Namespace) -> int:
     failures = len(bad)
     docs = []
     files_bar = None
+    _BARS_ACTIVE[0] = shared["progress"]
     if shared["progress"] and len(plans) > 1:
         from tqdm import tqdm
 
@@ -434,6 +456,7 @@ def _run(args: argparse.Namespace) -> int:
             if files_bar is not None:
                 files_bar.update(1)
     finally:
+        _BARS_ACTIVE[0] = False
         if files_bar is not None:
             files_bar.close()
     if params_out is not None and docs:

@@ -605,8 +605,6 @@ def _master_rest(source: Source, job: Job, emit, rewind, collected, progress: Pr
     report["ceiling_dbtp"] = job.ceiling_dbtp
     report["intensity"] = job.intensity
 
-    import torch
-
     from dsp import MasteringChain
 
     device = resolve_device(job.device)
