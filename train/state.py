@@ -145,9 +145,9 @@ def save_training_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{int(step):07d}"
     final = root / name
+    for stale in root.glob(".step_*.tmp-*"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".{name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir()
     save_checkpoint(tmp / "model", model, training_summary)
     tensors, opt_meta = optimizer_to_flat(optimizer)
