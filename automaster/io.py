@@ -15,6 +15,10 @@ Default word length: 24-bit PCM. The mastering gain and limiter change every sam
 the input's word length carries no meaning afterwards; 24 bits keep the dither noise far
 below any audible level, and every player reads it.
 
+Lossy Ogg Vorbis output is written from the limited float signal; the encoder itself can
+add a few tenths of a dB of true peak, so leave more headroom (e.g. ``--ceiling -2``)
+when the ceiling matters for a lossy file.
+
 Word-length reduction (16/24-bit PCM) adds TPDF dither (two uniform variables, +-1 LSB
 peak, i.e. triangular) before rounding, seeded so a run is reproducible. Float output
 is written as is, without dither.

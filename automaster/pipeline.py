@@ -20,7 +20,11 @@
    and the search resumes, and a tiny global trim is the last resort. The accepted pass
    is written (quantized and dithered by the sink).
 
-Memory stays bounded by the block size whatever the input length.
+Memory stays bounded by the block size whatever the input length (60 min of stereo
+44.1 kHz: about 1.1 GB peak RSS, the same as for 3 min). Meters (K-weighting, true peak)
+run on a worker thread beside the render, so a second core is used; torch itself runs
+single-threaded (see master_source). Inputs longer than the memory budget keep the
+pre-limiter render in an unnamed temporary file and write the output while verifying it.
 """
 
 from __future__ import annotations
