@@ -375,24 +375,27 @@ def match_to_reference(chain, source: Source, job: Job, p0, device) -> tuple[Any
     ref_src = job.reference
     if ref_src.sample_rate > ref_mod.MAX_OPT_RATE:
         ref_src = ResampledSource(ref_src, ref_mod.MAX_OPT_RATE)
-    ref_x = torch.from_numpy(excerpt_batch(ref_src, ref_mod.REFERENCE_EXCERPTS,
-                                           ref_mod.EXCERPT_SECONDS)).to(device)
+    many, sec = ref_mod.PROFILE_EXCERPTS, ref_mod.EXCERPT_SECONDS
+    ref_x = torch.from_numpy(excerpt_batch(ref_src, many, sec)).to(device)
     # compare like with like: a mono master against the reference's mid signal
     if source.channels == 1 and ref_x.shape[1] == 2:
         ref_x = ref_x.mean(dim=1, keepdim=True)
+    exc = torch.from_numpy(excerpt_batch(opt_src, ref_mod.EXCERPTS, sec)).to(device)
     with torch.no_grad():
         ref_profile = ref_mod.profile(ref_x, ref_src.sample_rate)
-    exc = torch.from_numpy(excerpt_batch(opt_src, ref_mod.EXCERPTS,
-                                         ref_mod.EXCERPT_SECONDS)).to(device)
+        in_profile = ref_mod.profile(torch.from_numpy(excerpt_batch(opt_src, many, sec))
+                                     .to(device), rate)
+        target_profile = ref_mod.retarget(ref_mod.profile(exc, rate), ref_profile, in_profile)
     chain_opt = chain
     if rate != source.sample_rate:
         from dsp import MasteringChain
 
         chain_opt = MasteringChain(sample_rate=rate).to(device)
     target = job.target_lufs
-    p, info = ref_mod.match(chain_opt, exc, rate, ref_profile, p0, target_lufs=target,
+    p, info = ref_mod.match(chain_opt, exc, rate, target_profile, p0, target_lufs=target,
                             ceiling_dbtp=job.ceiling_dbtp)
     info["reference_profile"] = ref_profile.as_dict()
+    info["input_profile"] = in_profile.as_dict()
     return p.to(device), info
 
 
@@ -533,19 +536,25 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
     ``rewind``, when given with ``write``, discards what was written so far; it lets a long
     input write its likely-final limiter pass while verifying it instead of running it again.
 
-    Torch runs with ``job.threads`` intra-op threads meanwhile (restored afterwards): the
-    chain's tensors are small, and a second OpenMP thread on a busy 2-core machine was
-    measured to make the render up to 10x slower.
+    Torch and numba (dsp's kernels) run with ``job.threads`` threads meanwhile (restored
+    afterwards): the chain's tensors are small, and a second OpenMP or numba worker on a
+    busy 2-core machine was measured to make the render up to 10x slower (reference-mode
+    steps: 0.06 s with one numba thread, 0.1-2 s with two). The meters' worker thread
+    uses the second core instead.
     """
+    import numba
     import torch
 
     saved = torch.get_num_threads()
+    saved_numba = numba.get_num_threads()
     if job.threads:
         torch.set_num_threads(int(job.threads))
+        numba.set_num_threads(min(int(job.threads), numba.config.NUMBA_NUM_THREADS))
     try:
         return _master_source(source, job, write, progress, rewind)
     finally:
         torch.set_num_threads(saved)
+        numba.set_num_threads(saved_numba)
 
 
 def _master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] | None,

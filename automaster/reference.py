@@ -11,7 +11,11 @@ on its frequency response alone (``dsp.eq.eq_response_db``, no audio rendered) s
 adds the band difference between the reference and the current output, and the width is
 set from the side/mid energy ratios (the width parameter scales the side signal).
 
-The loss compares level-independent descriptors of the output with the reference's:
+The descriptors of the reference and of the input are measured track-wide (24 excerpts
+spread over each) and their difference is what the processing should add: the target for
+the few optimisation excerpts is their own unprocessed descriptors plus that difference
+(:func:`retarget`), so the excerpts' musical content cancels out. The loss compares
+level-independent descriptors of the output with that target:
 
 - spectral balance: long-term power in 1/3-octave bands (40 Hz - 16 kHz), in dB relative
   to the mean over bands;
@@ -41,7 +45,7 @@ EQ_FIT_RATE = 0.1
 EQ_FIT_GAIN_PENALTY = 0.01  # per dB^2 of band gain: prefer the smallest EQ that explains it
 EXCERPTS = 3
 EXCERPT_SECONDS = 1.5
-REFERENCE_EXCERPTS = 8
+PROFILE_EXCERPTS = 24  # for the track-wide profiles of the input and the reference
 MAX_OPT_RATE = 48000
 
 
@@ -131,6 +135,19 @@ def profile(x: torch.Tensor, sample_rate: int) -> Profile:
         ratio = (side.square().mean() + eps) / (mid.square().mean() + eps)
         width = (10.0 * torch.log10(ratio)).clamp_min(WIDTH_FLOOR_DB)
     return Profile(spectrum, crest, spread, width)
+
+
+def retarget(base: Profile, ref: Profile, inp: Profile) -> Profile:
+    """base + (ref - inp), field by field: what ``base`` (the optimisation excerpts) should
+    become if the processing adds to them what separates the reference from the input.
+    Comparing track-wide profiles (many excerpts) and applying the difference to the few
+    excerpts cancels their content, which otherwise dominates a direct comparison."""
+    width = None
+    if base.width_db is not None and ref.width_db is not None and inp.width_db is not None:
+        width = (base.width_db + ref.width_db - inp.width_db).clamp_min(WIDTH_FLOOR_DB)
+    return Profile(base.spectrum_db + ref.spectrum_db - inp.spectrum_db,
+                   base.crest_db + ref.crest_db - inp.crest_db,
+                   (base.spread_db + ref.spread_db - inp.spread_db).clamp_min(0.0), width)
 
 
 def profile_loss(out: Profile, ref: Profile) -> tuple[torch.Tensor, dict[str, float]]:
