@@ -4,6 +4,11 @@ Arguments, paths and files are validated before anything heavy (numpy, torch, th
 is imported, so ``--help`` and usage errors are instant. User errors print one line,
 ``automaster: error: FILE: problem``, and exit with status 2; no traceback is shown
 (set AUTOMASTER_DEBUG=1 to see one for internal errors, which exit with status 1).
+
+Environment: AUTOMASTER_THREADS (torch/numba threads while mastering, default 1),
+AUTOMASTER_METER_THREAD=0 (meter inline instead of on a second thread),
+AUTOMASTER_TIMING=1 (per-stage seconds on stderr), AUTOMASTER_DEBUG_PASSES=1 (the
+loudness search's passes on stderr).
 """
 
 from __future__ import annotations
@@ -304,6 +309,13 @@ def _say(message: str, err: bool = False) -> None:
         print(message, file=stream, flush=True)
 
 
+def _threads() -> int:
+    try:
+        return max(1, int(os.environ.get("AUTOMASTER_THREADS", "1") or 1))
+    except ValueError:
+        raise UserError("AUTOMASTER_THREADS must be a positive integer") from None
+
+
 def _open_source(plan: Plan, args: argparse.Namespace):
     """Input file -> processing Source (channel mapping, resampling, in memory if small)."""
     import numpy as np
@@ -344,7 +356,7 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
               settings_path=args.params_in, reference=shared["reference"],
               reference_name=args.reference or "reference", model=shared["model"],
               device=shared["device"], detail=args.report, name=str(plan.input),
-              tmp_dir=str(plan.output.parent), notify=shared["notify"])
+              tmp_dir=str(plan.output.parent), notify=shared["notify"], threads=_threads())
     try:
         with AudioWriter(plan.output, src.sample_rate, src.channels, args.bit_depth,
                          frames_hint=src.frames) as writer:
@@ -450,7 +462,8 @@ def _run(args: argparse.Namespace) -> int:
 
     # one intra-op thread: the chain's tensors are small enough that a second OpenMP thread
     # buys little, and on a busy machine its barrier waits cost up to 10x (measured)
-    torch.set_num_threads(max(1, int(os.environ.get("AUTOMASTER_THREADS", "1") or 1)))
+    threads = _threads()
+    torch.set_num_threads(threads)
 
     device = resolve_device(args.device)
     model = None
