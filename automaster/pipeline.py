@@ -292,18 +292,11 @@ def _limiter_gain(chain, y, release_ms: float, ceiling_dbtp: float):
     """Linear gain (1, n) of the chain's true-peak limiter for y (1, channels, n)."""
     import torch
 
-    try:
-        limiter = chain.stages["limiter"]
-        rel = torch.tensor([float(release_ms)], dtype=y.dtype, device=y.device)
-        return limiter.gain(y, {"release_ms": rel}, ceiling_dbtp)
-    except (AttributeError, KeyError, TypeError):  # chain internals moved: public API
-        p = chain.identity_params(1, device=y.device)
-        if "limiter.release_ms" in chain.param_names:
-            s = chain.denormalize(p)[0]
-            s["limiter.release_ms"] = float(release_ms)
-            p = chain.normalize([s]).to(y.device)
-        _, trace = chain.render(y, p, ceiling_dbtp=ceiling_dbtp)
-        return torch.pow(10.0, trace["limiter_gain_db"] / 20.0)
+    from dsp import limiter_gain
+
+    limiter = chain.stages["limiter"]
+    rel = torch.tensor([float(release_ms)], dtype=y.dtype, device=y.device)
+    return limiter_gain(y, ceiling_dbtp, rel, chain.sample_rate, limiter.lookahead_ms)
 
 
 def choose_setting(chain, source: Source, before: Measurement, job: Job, device) -> tuple[Any, dict]:
@@ -414,7 +407,7 @@ def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, d
         for s, e in _blocks(source.frames, block):
             a = max(0, s - lead)
             x = torch.from_numpy(np.ascontiguousarray(source.read(a, e)))[None].to(device)
-            y, trace = chain.render(x, p, ceiling_dbtp=None)
+            y, trace = chain.render(x, p, ceiling_dbtp=None, measure_output=False)
             out = y[0, :, s - a:].float().cpu().numpy()
             if not np.isfinite(out).all():
                 raise UserError("the chain produced non-finite samples with this setting", job.name)

@@ -111,9 +111,10 @@ class MasteringChain(nn.Module):
         return self.render(x, p, ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs)[0]
 
     def render(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float | None = -1.0,
-               target_lufs: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               target_lufs: float | None = None, measure_output: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Render and also return traces: "compressor_gain_db" and "limiter_gain_db"
-        (batch, samples), and "output_lufs" (batch,)."""
+        (batch, samples), and "output_lufs" (batch,). ``measure_output=False`` skips the
+        output loudness measurement (and the key) when no target was given."""
         check_audio(x)
         if x.shape[1] > 2:
             raise ValueError(f"the chain takes mono or stereo audio, got {x.shape[1]} channels")
@@ -135,18 +136,21 @@ class MasteringChain(nn.Module):
         y = self.stages["saturation"].process(y, self._values("saturation", p))
         y = self.stages["width"].process(y, self._values("width", p))
 
-        y, lim_gain = self._finish(y, self._values("limiter", p), ceiling_dbtp, target_lufs)
+        y, lim_gain, out_lufs = self._finish(y, self._values("limiter", p), ceiling_dbtp, target_lufs)
         trace = {
             "compressor_gain_db": comp_gain,
             "limiter_gain_db": 20.0 * torch.log10(lim_gain.clamp_min(1e-12)),
-            "output_lufs": self._last_lufs if self._last_lufs is not None else loudness_from_power(
-                weighted_power(y, self.sample_rate), self.sample_rate),
         }
+        if out_lufs is not None:
+            trace["output_lufs"] = out_lufs
+        elif measure_output:
+            trace["output_lufs"] = loudness_from_power(weighted_power(y, self.sample_rate), self.sample_rate)
         return y, trace
 
     def _finish(self, y: torch.Tensor, lim_values: dict[str, torch.Tensor], ceiling_dbtp: float | None,
-                target_lufs: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loudness normalization then limiting; returns (output, limiter gain (batch, samples)).
+                target_lufs: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Loudness normalization then limiting; returns (output, limiter gain (batch, samples),
+        output loudness (batch,) or None when no target was given).
 
         With both a target and a ceiling, the pre-gain is re-aimed (secant steps) until
         the limited output meets the target. The limiter envelope and the K-weighted
@@ -158,19 +162,18 @@ class MasteringChain(nn.Module):
         sr = self.sample_rate
         ones = torch.ones(y.shape[0], y.shape[2], dtype=y.dtype, device=y.device)
         if target_lufs is None:
-            self._last_lufs = None
             if ceiling_dbtp is None:
-                return y, ones
+                return y, ones, None
             g = limiter.gain(y, lim_values, ceiling_dbtp)
-            return y * g[:, None, :], g
+            return y * g[:, None, :], g, None
 
         power = weighted_power(y, sr)
         level = loudness_from_power(power, sr)
         silent = ~torch.isfinite(level)
         gain_db = torch.where(silent, torch.zeros_like(level), target_lufs - level)
         if ceiling_dbtp is None:
-            self._last_lufs = torch.where(silent, level, torch.full_like(level, float(target_lufs)))
-            return y * torch.pow(10.0, gain_db / 20.0)[:, None, None], ones
+            lufs = torch.where(silent, level, torch.full_like(level, float(target_lufs)))
+            return y * torch.pow(10.0, gain_db / 20.0)[:, None, None], ones, lufs
 
         ceiling = _ceiling_linear(ceiling_dbtp, y)
         max_gain_db = gain_db.detach() + LIMITER_HEADROOM_DB
@@ -222,6 +225,5 @@ class MasteringChain(nn.Module):
                 break
             gain_db = torch.where(active, torch.minimum(gain_db + err, max_gain_db), gain_db)
             total, _ = total_gain(gain_db)
-        self._last_lufs = out_level
         k = torch.pow(10.0, gain_db / 20.0)[:, None]
-        return out, total / k
+        return out, total / k, out_level
