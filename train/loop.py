@@ -627,7 +627,14 @@ def _zero_nonfinite_rows(grad: torch.Tensor, counter: list[int]) -> torch.Tensor
 
 
 def _worker_init(_: int) -> None:
+    """One thread per data worker (torch and numba): the main process needs the cores."""
     torch.set_num_threads(1)
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
 
 
 def train(cfg: DictConfig, run_dir: str | os.PathLike, info: DistInfo | None = None) -> dict[str, Any]:
