@@ -34,31 +34,48 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-class _Biquad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+def _call(kernel: str, *tensors: torch.Tensor) -> None:
+    """Run kernel ``kernel`` of the CPU or CUDA module on ``tensors`` (by the first one's device)."""
+    if tensors[0].is_cuda:
+        getattr(_cuda(), kernel)(*tensors)
+    else:
+        getattr(_cpu(), kernel)(*(_np(t) for t in tensors))
+
+
+class _RowRecursion(torch.autograd.Function):
+    """y = kernel(x, coef) row by row, with the kernel's hand-written adjoint.
+
+    x: (rows, samples); coef: (rows, k), run in float64. Subclasses name the kernels.
+    """
+
+    forward_kernel = ""
+    backward_kernel = ""
+
+    @classmethod
+    def forward(cls, ctx, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
         c = coef.detach().to(torch.float64).contiguous()
         y = torch.empty_like(x)
-        if x.is_cuda:
-            _cuda().biquad_forward(x, c, y)
-        else:
-            _cpu().biquad_forward(_np(x), _np(c), _np(y))
+        _call(cls.forward_kernel, x, c, y)
         ctx.save_for_backward(x, y, c)
         ctx.coef_dtype = coef.dtype
         return y
 
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
+    @classmethod
+    def backward(cls, ctx, g: torch.Tensor):
         x, y, c = ctx.saved_tensors
-        g = g.contiguous()
         dx = torch.empty_like(x)
         dc = torch.empty_like(c)
-        if x.is_cuda:
-            _cuda().biquad_backward(x, y, c, g, dx, dc)
-        else:
-            _cpu().biquad_backward(_np(x), _np(y), _np(c), _np(g), _np(dx), _np(dc))
+        _call(cls.backward_kernel, x, y, c, g.contiguous(), dx, dc)
         return dx, dc.to(ctx.coef_dtype)
+
+
+class _Biquad(_RowRecursion):
+    forward_kernel, backward_kernel = "biquad_forward", "biquad_backward"
+
+
+class _Smoother(_RowRecursion):
+    forward_kernel, backward_kernel = "smoother_forward", "smoother_backward"
 
 
 def biquad_rows(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
@@ -67,33 +84,6 @@ def biquad_rows(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     ``coef`` holds b0, b1, b2, a1, a2 normalised by a0. Differentiable in both.
     """
     return _Biquad.apply(x, coef)
-
-
-class _Smoother(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        a = alpha.detach().to(torch.float64).contiguous()
-        y = torch.empty_like(x)
-        if x.is_cuda:
-            _cuda().smoother_forward(x, a, y)
-        else:
-            _cpu().smoother_forward(_np(x), _np(a), _np(y))
-        ctx.save_for_backward(x, y, a)
-        ctx.alpha_dtype = alpha.dtype
-        return y
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        x, y, a = ctx.saved_tensors
-        g = g.contiguous()
-        dx = torch.empty_like(x)
-        da = torch.empty_like(a)
-        if x.is_cuda:
-            _cuda().smoother_backward(x, y, a, g, dx, da)
-        else:
-            _cpu().smoother_backward(_np(x), _np(y), _np(a), _np(g), _np(dx), _np(da))
-        return dx, da.to(ctx.alpha_dtype)
 
 
 def smooth_rows(x: torch.Tensor, alpha_rise: torch.Tensor, alpha_fall: torch.Tensor) -> torch.Tensor:
