@@ -3,7 +3,6 @@ and the linear stages undone exactly (in magnitude) by the chain's inverse setti
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 
 from train.demaster import Demasterer, ParamTarget
 from train.losses import MasteringLoss
-from train.metrics import METRIC_NAMES, quality_metrics, summarize
+from train.metrics import quality_metrics, summarize
 from train.pairs import PairDataset, StepSampler, collate, mix_seed
 from train.sources import build_source
 from train.state import find_latest_checkpoint, load_training_state, save_training_checkpoint
