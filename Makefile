@@ -16,3 +16,4 @@ test:
 bench:
 	$(PY) -m bench.bench_chain
 	$(PY) -m bench.bench_master
+	$(PY) bench/quality.py
