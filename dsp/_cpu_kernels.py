@@ -322,3 +322,25 @@ def limiter_pass_forward(hold, scale, ceiling, alpha, window, power, step, gain,
                     energy[b, j] = esum / step
                 j += 1
                 esum = 0.0
+
+
+@njit(**_OPTS)
+def biquad_cascade_forward_store(x, coef, ys):
+    """Biquads in series in one pass, keeping every section's output for the adjoint.
+
+    x: (rows, samples); coef: (rows, sections, 5) float64; ys: (sections, rows, samples).
+    """
+    rows, n = x.shape
+    ns = coef.shape[1]
+    for r in prange(rows):
+        s1 = np.zeros(ns)
+        s2 = np.zeros(ns)
+        c = coef[r]
+        for t in range(n):
+            v = np.float64(x[r, t])
+            for k in range(ns):
+                out = c[k, 0] * v + s1[k]
+                s1[k] = c[k, 1] * v - c[k, 3] * out + s2[k]
+                s2[k] = c[k, 2] * v - c[k, 4] * out
+                v = out
+                ys[k, r, t] = out

@@ -213,16 +213,48 @@ def true_peak_envelope_linked(x: torch.Tensor, taps: torch.Tensor, floor: torch.
     return _TruePeakEnvelopeCPU.apply(x, floor.cpu(), taps.to(x.dtype).contiguous())
 
 
+class _BiquadCascadeCPU(torch.autograd.Function):
+    """Sections in series in one fused forward pass that keeps each section's output;
+    the backward runs the sections' adjoints in reverse order."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        c = coef.detach().to(torch.float64).contiguous()
+        ys = torch.empty((c.shape[1],) + tuple(x.shape), dtype=x.dtype)
+        _cpu().biquad_cascade_forward_store(_np(x), _np(c), ys.numpy())
+        ctx.save_for_backward(x, ys, c)
+        ctx.coef_dtype = coef.dtype
+        return ys[-1]
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, ys, c = ctx.saved_tensors
+        dc = torch.empty_like(c)
+        g = g.contiguous()
+        for k in range(c.shape[1] - 1, -1, -1):
+            xin = ys[k - 1] if k > 0 else x
+            dx = torch.empty_like(xin)
+            dck = torch.empty(c.shape[0], 5, dtype=torch.float64)
+            _cpu().biquad_backward(_np(xin), _np(ys[k]), _np(c[:, k].contiguous()), _np(g), _np(dx), dck.numpy())
+            dc[:, k] = dck
+            g = dx
+        return g, dc.to(ctx.coef_dtype)
+
+
 def biquad_cascade_rows(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     """Biquads in series: x (rows, samples), coef (rows, sections, 5) -> (rows, samples).
 
-    Without autograd on CPU, one fused pass; otherwise one differentiable pass per section.
+    On CPU one fused pass (keeping section outputs only when autograd needs them); on
+    CUDA one differentiable kernel per section.
     """
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or coef.requires_grad)
-    if needs_grad or x.is_cuda:
+    if x.is_cuda:
         for k in range(coef.shape[1]):
             x = biquad_rows(x, coef[:, k])
         return x
+    if needs_grad:
+        return _BiquadCascadeCPU.apply(x, coef)
     x = x.contiguous()
     y = torch.empty_like(x)
     _cpu().biquad_cascade_forward(_np(x), _np(coef.detach().to(torch.float64).contiguous()), _np(y))
