@@ -147,7 +147,10 @@ def test_targets_and_platforms(files, out_dir, capsys, args, target, ceiling):
     assert true_peak_db(out) <= ceiling + 0.1
 
 
-def test_preset_fallback_is_announced_once(files, out_dir, capsys):
+def test_preset_fallback_is_announced_once(files, out_dir, capsys, monkeypatch):
+    import automaster.pipeline
+
+    monkeypatch.setattr(automaster.pipeline, "default_model_available", lambda: False)
     code, _, err = run([files["mix"], files["mono"], "-o", out_dir], capsys)
     assert code == 0
     assert err.count("no trained model found") == 1

@@ -56,7 +56,7 @@ def test_loudness_and_true_peak_targets(mix, target, ceiling):
     assert rep["after"]["integrated_lufs"] == pytest.approx(target, abs=0.15)
     assert set(rep["before"]) >= {"integrated_lufs", "true_peak_dbtp", "loudness_range_lu",
                                   "crest_db"}
-    assert rep["source"] == "preset:gentle"  # no default checkpoint shipped in tests
+    assert rep["source"] == "model"  # the shipped default checkpoint
 
 
 def test_settings_are_physical_and_complete(mix):

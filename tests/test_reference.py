@@ -73,8 +73,13 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def matched(pair):
+    """Reference mode with no trained model available: it must start from identity."""
+    import automaster.pipeline
+
     x, ref = pair
-    return automaster.master(x, SR, target_lufs=None, reference=ref, device="cpu")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(automaster.pipeline, "default_model_available", lambda: False)
+        return automaster.master(x, SR, target_lufs=None, reference=ref, device="cpu")
 
 
 def test_reference_match_gets_closer_than_input_and_identity(pair, matched):
