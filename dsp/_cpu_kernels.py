@@ -53,55 +53,71 @@ def smoother_backward(x, y, alpha, g, dx, dalpha):
         _smoother_bwd_row(x, y, alpha, g, dx, dalpha, r)
 
 
+@njit(cache=True, nogil=True)
+def _sliding_min_segment(xs, w, t_end, y, idx, offset, want_idx):
+    """van Herk / Gil-Werman on one segment ``xs`` (samples), writing outputs for
+    t in [0, t_end) to y[offset + t] (and argmins to idx); windows are clipped at the
+    segment end, which the caller places at the row end or past every window."""
+    n = xs.shape[0]
+    suf = np.empty(n, dtype=xs.dtype)
+    suf_i = np.empty(n if want_idx else 1, dtype=np.int32)
+    for t in range(n - 1, -1, -1):
+        v = xs[t]
+        if t == n - 1 or (t + 1) % w == 0 or v <= suf[t + 1]:
+            suf[t] = v
+            if want_idx:
+                suf_i[t] = t
+        else:
+            suf[t] = suf[t + 1]
+            if want_idx:
+                suf_i[t] = suf_i[t + 1]
+    pre = xs[0]
+    pre_i = 0
+    for e in range(t_end + w - 1):
+        ec = e if e < n else n - 1
+        if e < n:
+            v = xs[e]
+            if e % w == 0 or v < pre:
+                pre = v
+                pre_i = e
+        t = e - w + 1
+        if t < 0:
+            continue
+        if t >= t_end:
+            break
+        if ec // w != t // w and pre < suf[t]:
+            y[offset + t] = pre
+            if want_idx:
+                idx[offset + t] = offset + pre_i
+        else:
+            y[offset + t] = suf[t]
+            if want_idx:
+                idx[offset + t] = offset + suf_i[t]
+
+
+_SLIDING_CHUNK = 1 << 20
+
+
 @njit(**_OPTS)
 def sliding_min_forward(x, window, y, idx, want_idx):
     """Running minimum over the look-ahead window [n, n + window - 1] per row.
 
     van Herk / Gil-Werman: a window spans at most two blocks of ``window`` samples,
     so its minimum is min(suffix-min of its first block from n, prefix-min of its
-    last block up to n + window - 1). One backward pass stores the suffix minima;
-    one forward pass streams the prefix minima. O(samples), branch-light. The
-    window is clipped at the end of the row. x, y: (rows, samples); idx: (rows,
-    samples) int64 argmin positions, filled only when ``want_idx``.
+    last block up to n + window - 1); O(samples), branch-light. Long rows are cut
+    into chunks (each reading ``window - 1`` samples past its end) that run in
+    parallel. The window is clipped at the end of the row. x, y: (rows, samples);
+    idx: (rows, samples) int64 argmin positions, filled only when ``want_idx``.
     """
     rows, n = x.shape
     w = window
-    for r in prange(rows):
-        suf = np.empty(n, dtype=x.dtype)
-        suf_i = np.empty(n if want_idx else 1, dtype=np.int32)
-        for t in range(n - 1, -1, -1):
-            v = x[r, t]
-            if t == n - 1 or (t + 1) % w == 0 or v <= suf[t + 1]:
-                suf[t] = v
-                if want_idx:
-                    suf_i[t] = t
-            else:
-                suf[t] = suf[t + 1]
-                if want_idx:
-                    suf_i[t] = suf_i[t + 1]
-        pre = x[r, 0]
-        pre_i = 0
-        for e in range(n + w - 1):
-            # stream the prefix minimum of e's block (e clipped to the row end)
-            ec = e if e < n else n - 1
-            if e < n:
-                v = x[r, e]
-                if e % w == 0 or v < pre:
-                    pre = v
-                    pre_i = e
-            t = e - w + 1
-            if t < 0:
-                continue
-            if t >= n:
-                break
-            if ec // w != t // w and pre < suf[t]:
-                y[r, t] = pre
-                if want_idx:
-                    idx[r, t] = pre_i
-            else:
-                y[r, t] = suf[t]
-                if want_idx:
-                    idx[r, t] = suf_i[t]
+    chunks = max(1, (n + _SLIDING_CHUNK - 1) // _SLIDING_CHUNK)
+    for job in prange(rows * chunks):
+        r = job // chunks
+        c0 = (job % chunks) * _SLIDING_CHUNK
+        c1 = min(n, c0 + _SLIDING_CHUNK)
+        end = min(n, c1 + w - 1)
+        _sliding_min_segment(x[r, c0:end], w, c1 - c0, y[r], idx[r] if want_idx else idx[0], c0, want_idx)
 
 
 @njit(**_OPTS)
