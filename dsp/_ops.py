@@ -286,3 +286,18 @@ def moving_average_rows(x: torch.Tensor, window: int) -> torch.Tensor:
         padded = torch.nn.functional.pad(x[:, None, :], (window - 1, 0), mode="replicate")
         return torch.nn.functional.avg_pool1d(padded, window, stride=1)[:, 0, :]
     return _MovingAverageCPU.apply(x, window)
+
+
+def gain_and_loudness_energy(y: torch.Tensor, gain: torch.Tensor, kcoef: torch.Tensor, step: int
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference only: (y * gain, 100 ms K-weighted energies summed over channels).
+
+    y: (batch, channels, samples); gain: (batch, samples); kcoef: (2, 5) K-weighting
+    sections -> out (batch, channels, samples), energy (batch, samples // step).
+    """
+    b, c, n = y.shape
+    out = torch.empty_like(y)
+    energy = torch.zeros(b, c, n // step, dtype=torch.float64)
+    _cpu().gain_and_kweight_forward(_np(y.contiguous()), _np(gain.detach().contiguous()),
+                                    _np(kcoef.to(torch.float64).contiguous()), int(step), _np(out), energy.numpy())
+    return out, energy.sum(dim=1).to(y.dtype)

@@ -11,9 +11,9 @@ from dsp.compressor import Compressor, apply_gain_db
 from dsp.biquad import apply_biquad_cascade
 from dsp.eq import ParametricEQ, eq_coefficients
 from dsp.gain import Gain
-from dsp._ops import limiter_pass
+from dsp._ops import gain_and_loudness_energy, limiter_pass
 from dsp.limiter import Limiter, _ceiling_linear, limiter_envelope, lookahead_samples
-from dsp.loudness import loudness_from_power, loudness_from_subblocks, weighted_power
+from dsp.loudness import k_weighting_coefficients, loudness_from_power, loudness_from_subblocks, weighted_power
 from dsp.processor import Processor
 from dsp.ranges import ParamRange, check_audio, check_params, ms_to_coef
 from dsp.saturation import Saturation
@@ -217,8 +217,12 @@ class MasteringChain(nn.Module):
             gain_db = new_gain
 
         for attempt in range(3):  # exact check of the rendered output, with corrections if needed
-            out = y * total[:, None, :]
-            out_level = loudness_from_power(weighted_power(out, sr), sr)
+            if fused and y.shape[-1] >= 4 * step:
+                out, energy = gain_and_loudness_energy(y, total, k_weighting_coefficients(sr), step)
+                out_level = loudness_from_subblocks(energy, power)
+            else:
+                out = y * total[:, None, :]
+                out_level = loudness_from_power(weighted_power(out, sr), sr)
             err = torch.where(silent, torch.zeros_like(out_level), target_lufs - out_level)
             active = err.detach().abs() >= LOUDNESS_TOLERANCE_LU
             if not bool(active.any()) or attempt == 2:
