@@ -121,10 +121,11 @@ def sliding_min_forward(x, window, y, idx, want_idx):
 
 
 @njit(**_OPTS)
-def biquad_cascade_forward(x, coef, y):
-    """Several biquads in series in one pass (inference only, no adjoint).
+def biquad_cascade_forward(x, coef, y, ys, store):
+    """Several biquads in series in one pass.
 
-    x, y: (rows, samples); coef: (rows, sections, 5) float64.
+    x, y: (rows, samples); coef: (rows, sections, 5) float64. With ``store``, every
+    section's output is also kept in ys (sections, rows, samples) for the adjoint.
     """
     rows, n = x.shape
     ns = coef.shape[1]
@@ -139,6 +140,8 @@ def biquad_cascade_forward(x, coef, y):
                 s1[k] = c[k, 1] * v - c[k, 3] * out + s2[k]
                 s2[k] = c[k, 2] * v - c[k, 4] * out
                 v = out
+                if store:
+                    ys[k, r, t] = out
             y[r, t] = v
 
 
@@ -339,27 +342,6 @@ def limiter_pass_forward(hold, scale, ceiling, alpha, window, power, step, gain,
                 j += 1
                 esum = 0.0
 
-
-@njit(**_OPTS)
-def biquad_cascade_forward_store(x, coef, ys):
-    """Biquads in series in one pass, keeping every section's output for the adjoint.
-
-    x: (rows, samples); coef: (rows, sections, 5) float64; ys: (sections, rows, samples).
-    """
-    rows, n = x.shape
-    ns = coef.shape[1]
-    for r in prange(rows):
-        s1 = np.zeros(ns)
-        s2 = np.zeros(ns)
-        c = coef[r]
-        for t in range(n):
-            v = np.float64(x[r, t])
-            for k in range(ns):
-                out = c[k, 0] * v + s1[k]
-                s1[k] = c[k, 1] * v - c[k, 3] * out + s2[k]
-                s2[k] = c[k, 2] * v - c[k, 4] * out
-                v = out
-                ys[k, r, t] = out
 
 
 @njit(**_OPTS)

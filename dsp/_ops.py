@@ -222,10 +222,11 @@ class _BiquadCascadeCPU(torch.autograd.Function):
         x = x.contiguous()
         c = coef.detach().to(torch.float64).contiguous()
         ys = torch.empty((c.shape[1],) + tuple(x.shape), dtype=x.dtype)
-        _cpu().biquad_cascade_forward_store(_np(x), _np(c), ys.numpy())
+        y = torch.empty_like(x)
+        _cpu().biquad_cascade_forward(_np(x), _np(c), _np(y), ys.numpy(), True)
         ctx.save_for_backward(x, ys, c)
         ctx.coef_dtype = coef.dtype
-        return ys[-1]
+        return y
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
@@ -257,7 +258,8 @@ def biquad_cascade_rows(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
         return _BiquadCascadeCPU.apply(x, coef)
     x = x.contiguous()
     y = torch.empty_like(x)
-    _cpu().biquad_cascade_forward(_np(x), _np(coef.detach().to(torch.float64).contiguous()), _np(y))
+    _cpu().biquad_cascade_forward(_np(x), _np(coef.detach().to(torch.float64).contiguous()), _np(y),
+                                  np.empty((1, 1, 1), dtype=_np(x).dtype), False)
     return y
 
 
