@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from dsp._ops import biquad_cascade_rows, biquad_rows
+from dsp._ops import biquad_cascade_rows
 
 _NYQUIST_GUARD = 0.45  # designs are clamped below this fraction of the sample rate
 
@@ -67,13 +67,6 @@ def highpass_coefficients(cutoff_hz: torch.Tensor, q: torch.Tensor, sample_rate:
     alpha = torch.sin(w0) / (2.0 * q.to(torch.float64))
     cw = torch.cos(w0)
     return _normalize((1 + cw) / 2, -(1 + cw), (1 + cw) / 2, 1 + alpha, -2 * cw, 1 - alpha)
-
-
-def apply_biquad(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-    """Filter x (batch, channels, samples) with per-item coef (batch, 5); exact IIR recursion."""
-    b, c, n = x.shape
-    rows = coef.to(torch.float64).repeat_interleave(c, dim=0)
-    return biquad_rows(x.reshape(b * c, n), rows).reshape(b, c, n)
 
 
 def apply_biquad_cascade(x: torch.Tensor, coefs: torch.Tensor) -> torch.Tensor:
