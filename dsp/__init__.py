@@ -7,6 +7,8 @@ thin ``nn.Module`` with a declared range table.
 
 from dsp.chain import MasteringChain
 from dsp.compressor import Compressor, compress, compressor_gain_db
+from dsp.crossover import split_bands
+from dsp.multiband import MultibandCompressor, multiband_compress
 from dsp.eq import ParametricEQ, parametric_eq
 from dsp.gain import Gain, apply_gain
 from dsp.limiter import Limiter, limit, limiter_gain
@@ -18,13 +20,13 @@ from dsp.loudness import (
     short_term_loudness,
 )
 from dsp.ranges import ParamRange
-from dsp.saturation import Saturation, soft_clip
+from dsp.saturation import Saturation, saturate
 from dsp.truepeak import true_peak
 from dsp.width import StereoWidth, stereo_width
 
 __all__ = [
     "MasteringChain", "Compressor", "compress", "compressor_gain_db", "ParametricEQ", "parametric_eq", "Gain",
     "apply_gain", "Limiter", "limit", "limiter_gain", "integrated_loudness", "loudness_range", "momentary_loudness",
-    "normalize_loudness", "short_term_loudness", "ParamRange", "Saturation", "soft_clip", "true_peak",
+    "normalize_loudness", "short_term_loudness", "ParamRange", "Saturation", "saturate", "MultibandCompressor", "multiband_compress", "split_bands", "true_peak",
     "StereoWidth", "stereo_width",
 ]

@@ -69,6 +69,23 @@ def highpass_coefficients(cutoff_hz: torch.Tensor, q: torch.Tensor, sample_rate:
     return _normalize((1 + cw) / 2, -(1 + cw), (1 + cw) / 2, 1 + alpha, -2 * cw, 1 - alpha)
 
 
+def lowpass_coefficients(cutoff_hz: torch.Tensor, q: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """2nd-order low-pass: (batch,) cutoff and Q -> (batch, 5) float64."""
+    w0 = _omega(cutoff_hz, sample_rate)
+    alpha = torch.sin(w0) / (2.0 * q.to(torch.float64))
+    cw = torch.cos(w0)
+    return _normalize((1 - cw) / 2, 1 - cw, (1 - cw) / 2, 1 + alpha, -2 * cw, 1 - alpha)
+
+
+def allpass_coefficients(cutoff_hz: torch.Tensor, q: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """2nd-order all-pass (unit magnitude, phase turning through -180 degrees at the cutoff):
+    (batch,) cutoff and Q -> (batch, 5) float64."""
+    w0 = _omega(cutoff_hz, sample_rate)
+    alpha = torch.sin(w0) / (2.0 * q.to(torch.float64))
+    cw = torch.cos(w0)
+    return _normalize(1 - alpha, -2 * cw, 1 + alpha, 1 + alpha, -2 * cw, 1 - alpha)
+
+
 def apply_biquad_cascade(x: torch.Tensor, coefs: torch.Tensor) -> torch.Tensor:
     """Filter x (batch, channels, samples) through per-item sections in series, coefs (batch, S, 5)."""
     b, c, n = x.shape

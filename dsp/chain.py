@@ -7,17 +7,16 @@ import math
 import torch
 from torch import nn
 
-from dsp.compressor import Compressor, apply_gain_db
 from dsp.biquad import apply_biquad_cascade
 from dsp.eq import ParametricEQ, eq_coefficients
-from dsp.gain import Gain
 from dsp._ops import gain_and_loudness_energy, limiter_pass
+from dsp.level import as_reference
 from dsp.limiter import Limiter, _ceiling_linear, limiter_envelope, lookahead_samples
 from dsp.loudness import k_weighting_coefficients, loudness_from_power, loudness_from_subblocks, weighted_power
-from dsp.processor import Processor
+from dsp.multiband import MultibandCompressor, multiband_compress
 from dsp.ranges import ParamRange, check_audio, check_params, ms_to_coef
-from dsp.saturation import Saturation
-from dsp.width import StereoWidth
+from dsp.saturation import Saturation, saturate
+from dsp.width import StereoWidth, stereo_width
 
 LOUDNESS_TOLERANCE_LU = 0.05
 MAX_LOUDNESS_PASSES = 6
@@ -25,22 +24,23 @@ LIMITER_HEADROOM_DB = 9.0  # how far the loudness search may push past the first
 
 
 class MasteringChain(nn.Module):
-    """Input gain -> EQ -> compressor -> saturation -> width -> [loudness] -> limiter.
+    """EQ -> multiband compressor -> saturation -> width -> [loudness] -> true-peak limiter.
 
     ``x`` is (batch, channels, samples) with 1 or 2 channels; ``p`` is (batch,
     num_params) in [0, 1], laid out as ``param_names``. The limiter ceiling and the
-    loudness target are render arguments, not predicted parameters. The input gain
-    comes first so that it always matters: it sets how hard the dynamics are hit.
+    loudness target are render arguments, not predicted parameters; so is the reference
+    loudness that the compressor thresholds and the saturation drive are relative to
+    (measured from ``x`` unless given). No parameter sets level: there is no input gain
+    or makeup to trade against a threshold, because loudness normalization sets it.
     """
 
-    def __init__(self, sample_rate: float = 44100, detector: str = "rms", lookahead_ms: float = 2.0) -> None:
+    def __init__(self, sample_rate: float = 44100, lookahead_ms: float = 2.0) -> None:
         super().__init__()
         self.sample_rate = float(sample_rate)
         self.stages = nn.ModuleDict(
             {
-                "input": Gain(sample_rate),
                 "eq": ParametricEQ(sample_rate),
-                "compressor": Compressor(sample_rate, detector=detector),
+                "multiband": MultibandCompressor(sample_rate),
                 "saturation": Saturation(sample_rate),
                 "width": StereoWidth(sample_rate),
                 "limiter": Limiter(sample_rate, lookahead_ms=lookahead_ms),
@@ -105,40 +105,45 @@ class MasteringChain(nn.Module):
         return self.stages[key].denormalize(p[:, self._slices[key]])
 
     # ------------------------------------------------------------------ render
-    def forward(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float | None = -1.0,
-                target_lufs: float | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float | torch.Tensor | None = -1.0,
+                target_lufs: float | torch.Tensor | None = None, reference_lufs: float | torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Render x (batch, channels, samples) with p (batch, num_params) -> same shape as x."""
-        return self.render(x, p, ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs)[0]
+        return self.render(x, p, ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs, reference_lufs=reference_lufs)[0]
 
-    def render(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float | None = -1.0,
-               target_lufs: float | None = None, measure_output: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Render and also return traces: "compressor_gain_db" and "limiter_gain_db"
-        (batch, samples), and "output_lufs" (batch,). ``measure_output=False`` skips the
-        output loudness measurement (and the key) when no target was given."""
+    def render(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float | torch.Tensor | None = -1.0,
+               target_lufs: float | torch.Tensor | None = None, measure_output: bool = True,
+               reference_lufs: float | torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Render and also return traces: "band_gain_db" (batch, 3, samples) of the
+        multiband compressor, "limiter_gain_db" (batch, samples), and "output_lufs"
+        (batch,). ``measure_output=False`` skips the output loudness measurement (and
+        the key) when no target was given.
+
+        ``ceiling_dbtp`` and ``target_lufs`` are None, a number, or one value per item
+        (batch,); a non-finite per-item target leaves that item's level alone.
+        ``reference_lufs`` (number or (batch,)) is the loudness that thresholds and
+        drive are relative to; by default the integrated loudness of ``x`` (pass the
+        whole track's when rendering it in blocks).
+        """
         check_audio(x)
         if x.shape[1] > 2:
             raise ValueError(f"the chain takes mono or stereo audio, got {x.shape[1]} channels")
         check_params(p, self.num_params, x.shape[0])
-        if ceiling_dbtp is not None and not math.isfinite(float(ceiling_dbtp)):
-            raise ValueError(f"ceiling_dbtp must be finite or None, got {ceiling_dbtp}")
-        if target_lufs is not None and not math.isfinite(float(target_lufs)):
-            raise ValueError(f"target_lufs must be finite or None, got {target_lufs}")
+        ceiling = _per_item(ceiling_dbtp, x, "ceiling_dbtp", allow_nan=False)
+        target = _per_item(target_lufs, x, "target_lufs", allow_nan=True)
         p = p.to(device=x.device, dtype=x.dtype)
+        ref = as_reference(reference_lufs, x, self.sample_rate)
 
-        # the input gain is folded into the first EQ section's numerator: one pass less
-        gain = torch.pow(10.0, self._values("input", p)["gain_db"].to(torch.float64) / 20.0)
-        coefs = eq_coefficients(self._values("eq", p), self.sample_rate)
-        first = torch.cat([coefs[:, 0, :3] * gain[:, None], coefs[:, 0, 3:]], dim=1)
-        y = apply_biquad_cascade(x, torch.cat([first[:, None], coefs[:, 1:]], dim=1))
-        comp = self.stages["compressor"]
-        comp_gain = comp.gain_db(y, self._values("compressor", p))
-        y = apply_gain_db(y, comp_gain)
-        y = self.stages["saturation"].process(y, self._values("saturation", p))
-        y = self.stages["width"].process(y, self._values("width", p))
+        y = apply_biquad_cascade(x, eq_coefficients(self._values("eq", p), self.sample_rate))
+        y, band_gain = multiband_compress(y, self._values("multiband", p), self.sample_rate, ref)
+        sat = self._values("saturation", p)
+        y = saturate(y, sat["amount"], self.sample_rate, ref)
+        w = self._values("width", p)
+        y = stereo_width(y, w["width"], w["mono_below_hz"], self.sample_rate)
 
-        y, lim_gain, out_lufs = self._finish(y, self._values("limiter", p), ceiling_dbtp, target_lufs)
+        y, lim_gain, out_lufs = self._finish(y, self._values("limiter", p), ceiling, target)
         trace = {
-            "compressor_gain_db": comp_gain,
+            "band_gain_db": band_gain,
             "limiter_gain_db": 20.0 * torch.log10(lim_gain.clamp_min(1e-12)),
         }
         if out_lufs is not None:
@@ -147,40 +152,89 @@ class MasteringChain(nn.Module):
             trace["output_lufs"] = loudness_from_power(weighted_power(y, self.sample_rate), self.sample_rate)
         return y, trace
 
-    def _finish(self, y: torch.Tensor, lim_values: dict[str, torch.Tensor], ceiling_dbtp: float | None,
-                target_lufs: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _finish(self, y: torch.Tensor, lim_values: dict[str, torch.Tensor], ceiling_dbtp: torch.Tensor | None,
+                target_lufs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Loudness normalization then limiting; returns (output, limiter gain (batch, samples),
         output loudness (batch,) or None when no target was given).
 
-        With both a target and a ceiling, the pre-gain is re-aimed (secant steps) until
-        the limited output meets the target. The limiter envelope and the K-weighted
-        power of the pre-limiter signal are computed once: both scale with the
-        pre-gain, and the slow limiter gain commutes with K-weighting closely enough
-        to estimate each step's loudness; the output is then measured exactly.
+        The gain that meets the target is searched without autograd (:meth:`_search`).
+        When gradients are needed, the limiter is then rendered once, differentiably, at
+        that gain, and a last differentiable normalization ``10^((target - L(out)) / 20)``
+        (within the search tolerance of 1) carries the gradient of the loudness
+        normalization, instead of unrolling the search steps into the graph.
         """
         limiter = self.stages["limiter"]
         sr = self.sample_rate
         ones = torch.ones(y.shape[0], y.shape[2], dtype=y.dtype, device=y.device)
+        release = lim_values["release_ms"]
         if target_lufs is None:
             if ceiling_dbtp is None:
                 return y, ones, None
             g = limiter.gain(y, lim_values, ceiling_dbtp)
             return y * g[:, None, :], g, None
+        needs_grad = torch.is_grad_enabled() and (y.requires_grad or release.requires_grad)
+        if not needs_grad:
+            gain_db, total, out, out_level = self._search(y, release, ceiling_dbtp, target_lufs)
+            return out, total / torch.pow(10.0, gain_db / 20.0).to(y.dtype)[:, None], out_level
+        hold = None
+        if ceiling_dbtp is not None:  # the envelope is computed once, with autograd, and shared
+            hold = limiter.hold(limiter_envelope(y, _ceiling_linear(ceiling_dbtp, y) / self._max_gain(y, target_lufs)))
+        with torch.no_grad():
+            gain_db = self._search(y.detach(), release.detach(), ceiling_dbtp, target_lufs,
+                                   hold=None if hold is None else hold.detach())[0]
+        k = torch.pow(10.0, gain_db / 20.0).to(y.dtype)
+        if hold is None:
+            lim = ones
+        else:
+            lim = limiter.gain_from_hold(hold * k[:, None], _ceiling_linear(ceiling_dbtp, y), release)
+        out = y * (k[:, None] * lim)[:, None, :]
+        level = loudness_from_power(weighted_power(out, sr), sr)
+        active = torch.isfinite(level) & torch.isfinite(target_lufs)
+        fix = torch.where(active, target_lufs.to(level.dtype) - torch.where(active, level, torch.zeros_like(level)),
+                          torch.zeros_like(level))
+        f = torch.pow(10.0, fix / 20.0)
+        return out * f[:, None, None], lim * f[:, None], level + fix
 
+    def _max_gain(self, y: torch.Tensor, target_lufs: torch.Tensor) -> torch.Tensor:
+        """Largest linear pre-gain (batch,) the search may use: first estimate + headroom."""
+        with torch.no_grad():
+            level = loudness_from_power(weighted_power(y.detach(), self.sample_rate), self.sample_rate)
+            ok = torch.isfinite(level) & torch.isfinite(target_lufs)
+            g = torch.where(ok, target_lufs.to(level.dtype) - torch.where(ok, level, torch.zeros_like(level)),
+                            torch.zeros_like(level))
+            return torch.pow(10.0, (g + LIMITER_HEADROOM_DB) / 20.0).to(y.dtype)
+
+    @torch.no_grad()
+    def _search(self, y: torch.Tensor, release: torch.Tensor, ceiling_dbtp: torch.Tensor | None,
+                target_lufs: torch.Tensor, hold: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loudness search (no autograd): returns (gain_db (batch,), total gain k * G
+        (batch, samples), output (batch, channels, samples), output loudness (batch,)).
+
+        With a ceiling, the pre-gain is re-aimed by secant steps until the limited output
+        meets the target. The limiter envelope and the K-weighted power of the
+        pre-limiter signal are computed once: both scale with the pre-gain, and the slow
+        limiter gain commutes with K-weighting closely enough to estimate each step's
+        loudness; the output is then rendered and measured exactly, and corrected.
+        """
+        limiter = self.stages["limiter"]
+        sr = self.sample_rate
         power = weighted_power(y, sr)
         level = loudness_from_power(power, sr)
-        silent = ~torch.isfinite(level)
-        gain_db = torch.where(silent, torch.zeros_like(level), target_lufs - level)
+        silent = ~(torch.isfinite(level) & torch.isfinite(target_lufs))
+        target = torch.where(silent, torch.zeros_like(level), target_lufs.to(level.dtype))
+        gain_db = torch.where(silent, torch.zeros_like(level), target - torch.where(silent, torch.zeros_like(level), level))
         if ceiling_dbtp is None:
-            lufs = torch.where(silent, level, torch.full_like(level, float(target_lufs)))
-            return y * torch.pow(10.0, gain_db / 20.0)[:, None, None], ones, lufs
+            k = torch.pow(10.0, gain_db / 20.0)
+            lufs = torch.where(silent, level, target)
+            total = k[:, None].expand(y.shape[0], y.shape[2]).contiguous()
+            return gain_db, total, y * k[:, None, None], lufs
 
         ceiling = _ceiling_linear(ceiling_dbtp, y)
-        max_gain_db = gain_db.detach() + LIMITER_HEADROOM_DB
-        env = limiter_envelope(y, ceiling / torch.pow(10.0, max_gain_db / 20.0))
-        hold = limiter.hold(env)
-        release = lim_values["release_ms"]
-        fused = not y.is_cuda and not (torch.is_grad_enabled() and (y.requires_grad or release.requires_grad))
+        max_gain_db = gain_db + LIMITER_HEADROOM_DB
+        if hold is None:
+            hold = limiter.hold(limiter_envelope(y, ceiling / torch.pow(10.0, max_gain_db / 20.0)))
+        fused = not y.is_cuda
         step = max(1, int(round(0.1 * sr)))
         look = lookahead_samples(limiter.lookahead_ms, sr)
 
@@ -198,21 +252,21 @@ class MasteringChain(nn.Module):
         prev_gain = prev_level = None
         for _ in range(MAX_LOUDNESS_PASSES):
             total, est = total_gain(gain_db)
-            err = torch.where(silent, torch.zeros_like(est), target_lufs - est)
-            active = err.detach().abs() >= 0.5 * LOUDNESS_TOLERANCE_LU
+            err = torch.where(silent, torch.zeros_like(est), target - est)
+            active = err.abs() >= 0.5 * LOUDNESS_TOLERANCE_LU
             if not bool(active.any()):
                 break
             step_db = err
             if prev_gain is not None:
                 dg = gain_db - prev_gain
-                moved = dg.detach().abs() > 1e-6
+                moved = dg.abs() > 1e-6
                 slope = (est - prev_level) / torch.where(moved, dg, torch.ones_like(dg))
-                ok = moved & (slope.detach() > 0.05)
+                ok = moved & (slope > 0.05)
                 step_db = err / torch.where(ok, slope, torch.ones_like(slope)).clamp(max=1.0)
             prev_gain, prev_level = gain_db, est
             new_gain = torch.minimum(gain_db + step_db.clamp(-6.0, 12.0), max_gain_db)
             new_gain = torch.where(active, new_gain, gain_db)
-            if not bool(((new_gain - gain_db).detach().abs() >= 1e-3).any()):
+            if not bool(((new_gain - gain_db).abs() >= 1e-3).any()):
                 break  # at the headroom limit: the target is out of reach under this ceiling
             gain_db = new_gain
 
@@ -223,11 +277,25 @@ class MasteringChain(nn.Module):
             else:
                 out = y * total[:, None, :]
                 out_level = loudness_from_power(weighted_power(out, sr), sr)
-            err = torch.where(silent, torch.zeros_like(out_level), target_lufs - out_level)
-            active = err.detach().abs() >= LOUDNESS_TOLERANCE_LU
+            err = torch.where(silent, torch.zeros_like(out_level), target - out_level)
+            active = err.abs() >= LOUDNESS_TOLERANCE_LU
             if not bool(active.any()) or attempt == 2:
                 break
             gain_db = torch.where(active, torch.minimum(gain_db + err, max_gain_db), gain_db)
             total, _ = total_gain(gain_db)
-        k = torch.pow(10.0, gain_db / 20.0)[:, None]
-        return out, total / k, out_level
+        return gain_db, total, out, out_level
+
+
+def _per_item(value: float | torch.Tensor | None, x: torch.Tensor, name: str, allow_nan: bool) -> torch.Tensor | None:
+    """None, a number or a (batch,) tensor -> None or a (batch,) tensor on x's device and dtype."""
+    if value is None:
+        return None
+    t = torch.as_tensor(value, dtype=x.dtype, device=x.device).detach()
+    if t.dim() == 0:
+        t = t.expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"{name} must be None, a number or one value per item ({x.shape[0]},), got shape {tuple(t.shape)}")
+    bad = torch.isinf(t) if allow_nan else ~torch.isfinite(t)
+    if bool(bad.any()):
+        raise ValueError(f"{name} must be finite{' (NaN = none for that item)' if allow_nan else ''}, got {t.tolist()}")
+    return t.contiguous()

@@ -1,6 +1,13 @@
-"""Parametric mastering EQ: high-pass (with mix), low shelf, four peaking bands, high shelf.
+"""Mastering EQ: steep rumble high-pass, low shelf, three broad bells, high shelf.
 
-Every section is an Audio-EQ-cookbook biquad run as an exact IIR recursion.
+Every section is an Audio-EQ-cookbook biquad run as an exact IIR recursion. The
+sections own disjoint frequency ranges (a shelf's cutoff or a bell's centre can only
+move inside its own region), so no two sections can make large moves that cancel, and
+gains stay within mastering scale (+-6 dB).
+
+The high-pass is 4th-order Butterworth (24 dB/octave, two biquads). Its cutoff range
+starts at 0 Hz, where both sections are exactly the identity ``[1, -2, 1, -2, 1]``
+(the double zero at DC cancels the double pole), so the EQ has an exact identity.
 """
 
 from __future__ import annotations
@@ -21,34 +28,50 @@ from dsp.processor import Processor
 from dsp.ranges import ParamRange
 
 SHELF_Q = 1.0 / math.sqrt(2.0)
-HIGHPASS_Q = 1.0 / math.sqrt(2.0)
+# 4th-order Butterworth as two biquads: Q = 1 / (2 cos(pi (2k + 1) / 8)), k = 0, 1
+BUTTERWORTH4_Q = (1.0 / (2.0 * math.cos(math.pi / 8.0)), 1.0 / (2.0 * math.cos(3.0 * math.pi / 8.0)))
 
-# (name, low Hz, high Hz) of the four peaking bands: overlapping musical regions
-PEAK_BANDS = (("peak1", 40.0, 400.0), ("peak2", 150.0, 1500.0), ("peak3", 600.0, 6000.0), ("peak4", 2000.0, 16000.0))
+# Disjoint regions (Hz): low shelf | low-mid bell | mid bell | presence bell | high shelf
+LOW_SHELF_HZ = (40.0, 160.0)
+BELLS = (("low_mid", 160.0, 500.0), ("mid", 500.0, 2000.0), ("presence", 2000.0, 5000.0))
+HIGH_SHELF_HZ = (5000.0, 14000.0)
+HIGHPASS_HZ = (0.0, 100.0)
+GAIN_DB = 6.0
+BELL_Q = (0.4, 2.0)
 
 
 def _eq_ranges() -> dict[str, ParamRange]:
     r = {
-        "highpass.cutoff_hz": ParamRange(10.0, 400.0, "log", "Hz"),
-        "highpass.mix": ParamRange(0.0, 1.0, "lin", ""),
-        "low_shelf.cutoff_hz": ParamRange(30.0, 400.0, "log", "Hz"),
-        "low_shelf.gain_db": ParamRange(-12.0, 12.0, "lin", "dB"),
+        "highpass.cutoff_hz": ParamRange(*HIGHPASS_HZ, "lin", "Hz"),
+        "low_shelf.cutoff_hz": ParamRange(*LOW_SHELF_HZ, "log", "Hz"),
+        "low_shelf.gain_db": ParamRange(-GAIN_DB, GAIN_DB, "lin", "dB"),
     }
-    for name, lo, hi in PEAK_BANDS:
+    for name, lo, hi in BELLS:
         r[f"{name}.center_hz"] = ParamRange(lo, hi, "log", "Hz")
-        r[f"{name}.gain_db"] = ParamRange(-12.0, 12.0, "lin", "dB")
-        r[f"{name}.q"] = ParamRange(0.3, 6.0, "log", "")
-    r["high_shelf.cutoff_hz"] = ParamRange(2000.0, 16000.0, "log", "Hz")
-    r["high_shelf.gain_db"] = ParamRange(-12.0, 12.0, "lin", "dB")
+        r[f"{name}.gain_db"] = ParamRange(-GAIN_DB, GAIN_DB, "lin", "dB")
+        r[f"{name}.q"] = ParamRange(*BELL_Q, "log", "")
+    r["high_shelf.cutoff_hz"] = ParamRange(*HIGH_SHELF_HZ, "log", "Hz")
+    r["high_shelf.gain_db"] = ParamRange(-GAIN_DB, GAIN_DB, "lin", "dB")
     return r
 
 
-def eq_sections(values: dict[str, torch.Tensor], sample_rate: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Physical settings -> (high-pass coef (batch, 5), [shelf/peak coefs (batch, 5)])."""
+def highpass4_sections(cutoff_hz: torch.Tensor, sample_rate: float) -> list[torch.Tensor]:
+    """4th-order Butterworth high-pass as two (batch, 5) float64 biquads; exact identity at 0 Hz."""
+    off = (cutoff_hz.to(torch.float64) <= 0.0)[:, None]
+    ident = torch.tensor([1.0, -2.0, 1.0, -2.0, 1.0], dtype=torch.float64, device=cutoff_hz.device)
+    out = []
+    for q in BUTTERWORTH4_Q:
+        c = highpass_coefficients(cutoff_hz, torch.full_like(cutoff_hz, q), sample_rate)
+        out.append(torch.where(off, ident.expand_as(c), c))
+    return out
+
+
+def eq_sections(values: dict[str, torch.Tensor], sample_rate: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Physical settings -> ([high-pass sections], [shelf/bell sections]), each (batch, 5) float64."""
     ones = torch.ones_like(values["low_shelf.gain_db"])
-    hp = highpass_coefficients(values["highpass.cutoff_hz"], HIGHPASS_Q * ones, sample_rate)
+    hp = highpass4_sections(values["highpass.cutoff_hz"], sample_rate)
     sections = [low_shelf_coefficients(values["low_shelf.cutoff_hz"], values["low_shelf.gain_db"], SHELF_Q * ones, sample_rate)]
-    for name, _, _ in PEAK_BANDS:
+    for name, _, _ in BELLS:
         sections.append(
             peaking_coefficients(values[f"{name}.center_hz"], values[f"{name}.gain_db"], values[f"{name}.q"], sample_rate)
         )
@@ -58,32 +81,26 @@ def eq_sections(values: dict[str, torch.Tensor], sample_rate: float) -> tuple[to
     return hp, sections
 
 
+def eq_coefficients(values: dict[str, torch.Tensor], sample_rate: float) -> torch.Tensor:
+    """All sections in series as (batch, 7, 5) float64: 2 high-pass, low shelf, 3 bells, high shelf."""
+    hp, sections = eq_sections(values, sample_rate)
+    return torch.stack(hp + sections, dim=1)
+
+
 def parametric_eq(x: torch.Tensor, values: dict[str, torch.Tensor], sample_rate: float) -> torch.Tensor:
     """Apply the EQ with physical ``values`` ({name: (batch,)}, names as in :class:`ParametricEQ`).
 
-    x: (batch, channels, samples) -> same shape. The high-pass is blended with the
-    dry signal by ``highpass.mix`` (0 = bypass), so the EQ has an exact identity.
+    x: (batch, channels, samples) -> same shape.
     """
     return apply_biquad_cascade(x, eq_coefficients(values, sample_rate))
 
 
-def eq_coefficients(values: dict[str, torch.Tensor], sample_rate: float) -> torch.Tensor:
-    """All sections as (batch, 7, 5) float64, the high-pass blend folded into one biquad.
-
-    (1 - m) x + m HP(x) has the high-pass poles and the numerator (1 - m) a + m b,
-    so the dry/wet mix costs nothing and stays an exact IIR section.
-    """
+def eq_response_db(values: dict[str, torch.Tensor], freq_hz: torch.Tensor, sample_rate: float,
+                   include_highpass: bool = False) -> torch.Tensor:
+    """Magnitude response in dB (batch, F) of the shelves and bells (and the high-pass if asked)."""
     hp, sections = eq_sections(values, sample_rate)
-    m = values["highpass.mix"].to(torch.float64)[:, None]
-    den = torch.cat([torch.ones_like(hp[:, :1]), hp[:, 3:]], dim=1)
-    num = (1 - m) * den + m * hp[:, :3]
-    blended = torch.cat([num, hp[:, 3:]], dim=1)
-    return torch.stack([blended] + sections, dim=1)
-
-
-def eq_response_db(values: dict[str, torch.Tensor], freq_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
-    """Magnitude response in dB of the shelf/peak sections, (batch, F); the high-pass is excluded."""
-    _, sections = eq_sections(values, sample_rate)
+    if include_highpass:
+        sections = hp + sections
     return sum(biquad_response_db(c, freq_hz, sample_rate) for c in sections)
 
 
@@ -96,11 +113,12 @@ class ParametricEQ(Processor):
         return parametric_eq(x, values, self.sample_rate)
 
     def identity_values(self) -> dict[str, float]:
-        v = {"highpass.cutoff_hz": 20.0, "highpass.mix": 0.0, "low_shelf.cutoff_hz": 100.0, "low_shelf.gain_db": 0.0}
-        for name, lo, hi in PEAK_BANDS:
+        v = {"highpass.cutoff_hz": 0.0, "low_shelf.cutoff_hz": math.sqrt(LOW_SHELF_HZ[0] * LOW_SHELF_HZ[1]),
+             "low_shelf.gain_db": 0.0}
+        for name, lo, hi in BELLS:
             v[f"{name}.center_hz"] = math.sqrt(lo * hi)
             v[f"{name}.gain_db"] = 0.0
-            v[f"{name}.q"] = 1.0
-        v["high_shelf.cutoff_hz"] = 8000.0
+            v[f"{name}.q"] = 0.7
+        v["high_shelf.cutoff_hz"] = math.sqrt(HIGH_SHELF_HZ[0] * HIGH_SHELF_HZ[1])
         v["high_shelf.gain_db"] = 0.0
         return v

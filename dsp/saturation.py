@@ -1,37 +1,41 @@
-"""Soft clipper with drive and dry/wet mix."""
+"""Soft saturation as one amount, driven relative to the track's loudness.
+
+The clipper is ``tanh`` with unity small-signal gain, driven so that a signal at the
+track's reference loudness (dsp/level.py) sits at ``DRIVE_LUFS`` in front of it: the
+same mix at any level gets the same harmonics, and level is left to the loudness
+normalization. ``amount`` blends dry (0, exact identity) and saturated (1).
+"""
 
 from __future__ import annotations
 
 import torch
 
+from dsp.level import as_reference
 from dsp.processor import Processor
 from dsp.ranges import ParamRange
 
+DRIVE_LUFS = -12.0  # the reference loudness is placed here in front of tanh (peaks near 0 dBFS)
 
-def soft_clip(x: torch.Tensor, drive_db: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
-    """tanh soft clipper with unity small-signal gain.
 
-    x: (batch, channels, samples); drive_db, mix: (batch,). The wet path is
-    tanh(d x) / d with d = 10^(drive_db/20): it saturates towards -drive_db dBFS,
-    so more drive means more harmonics, not more level. ``mix`` blends dry (0) and
-    wet (1).
+def saturate(x: torch.Tensor, amount: torch.Tensor, sample_rate: float,
+             reference_lufs: torch.Tensor | float | None = None) -> torch.Tensor:
+    """x (batch, channels, samples); amount (batch,) in [0, 1] -> same shape as x.
+
+    y = x + amount * (tanh(d x) / d - x) with d = 10^((DRIVE_LUFS - reference) / 20).
     """
-    d = torch.pow(10.0, drive_db.to(x.dtype) / 20.0)[:, None, None]
-    m = mix.to(x.dtype)[:, None, None]
-    wet = torch.tanh(d * x) / d
-    return torch.lerp(x, wet, m)
+    ref = as_reference(reference_lufs, x, sample_rate)
+    d = torch.pow(10.0, (DRIVE_LUFS - ref) / 20.0).to(x.dtype)[:, None, None]
+    a = amount.to(x.dtype)[:, None, None]
+    return x + a * (torch.tanh(d * x) / d - x)
 
 
 class Saturation(Processor):
-    """Normalized-parameter soft clipper; drive 0-24 dB, mix 0-1."""
+    """Normalized-parameter saturation: one amount, 0-1."""
 
-    ranges = {
-        "drive_db": ParamRange(0.0, 24.0, "lin", "dB"),
-        "mix": ParamRange(0.0, 1.0, "lin", ""),
-    }
+    ranges = {"amount": ParamRange(0.0, 1.0, "lin", "")}
 
-    def process(self, x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        return soft_clip(x, values["drive_db"], values["mix"])
+    def process(self, x: torch.Tensor, values: dict[str, torch.Tensor], reference_lufs=None) -> torch.Tensor:
+        return saturate(x, values["amount"], self.sample_rate, reference_lufs)
 
     def identity_values(self) -> dict[str, float]:
-        return {"drive_db": 6.0, "mix": 0.0}
+        return {"amount": 0.0}

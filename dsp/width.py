@@ -1,38 +1,61 @@
-"""Mid/side stereo width."""
+"""Mid/side stereo width with the low end kept mono below a crossover.
+
+The side signal S = (L - R) / 2 is high-passed by a Linkwitz-Riley (LR4, 24 dB/octave)
+filter at ``mono_below_hz`` and scaled by ``width``; the mid M = (L + R) / 2 is
+untouched, so the low end folds to mono and everything above it is widened or
+narrowed. At 0 Hz the high-pass is exactly the identity (dsp/eq.py), so width 1 with
+0 Hz leaves the audio unchanged.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from dsp.biquad import apply_biquad_cascade
 from dsp.processor import Processor
 from dsp.ranges import ParamRange
+from dsp.crossover import BUTTERWORTH_Q
+from dsp.biquad import highpass_coefficients
 
 
-def stereo_width(x: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """Scale the side signal by ``width`` (batch,): 0 = mono, 1 = unchanged, 2 = twice as wide.
+def _lr4_highpass(cutoff_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """(batch, 2, 5): a Butterworth high-pass twice; exact identity at 0 Hz."""
+    off = (cutoff_hz.to(torch.float64) <= 0.0)[:, None]
+    ident = torch.tensor([1.0, -2.0, 1.0, -2.0, 1.0], dtype=torch.float64, device=cutoff_hz.device)
+    c = highpass_coefficients(cutoff_hz, torch.full_like(cutoff_hz, BUTTERWORTH_Q), sample_rate)
+    c = torch.where(off, ident.expand_as(c), c)
+    return torch.stack([c, c], dim=1)
 
-    x: (batch, channels, samples). Mono input (1 channel) has no side and is returned
-    as is; more than two channels is an error.
+
+def stereo_width(x: torch.Tensor, width: torch.Tensor, mono_below_hz: torch.Tensor | None = None,
+                 sample_rate: float = 44100.0) -> torch.Tensor:
+    """x (batch, channels, samples); width (batch,): 0 = mono, 1 = unchanged, 2 = twice as wide;
+    mono_below_hz (batch,) or None: side content below it is removed.
+
+    Mono input (1 channel) has no side and is returned as is; more than two channels is an error.
     """
     if x.shape[1] == 1:
         return x
     if x.shape[1] != 2:
         raise ValueError(f"stereo width needs 1 or 2 channels, got {x.shape[1]}")
-    # L' = M + w S, R' = M - w S with M, S = (L +- R) / 2, as one 2x2 matrix per item
-    w = width.to(x.dtype)
-    a = 0.5 * (1.0 + w)
-    b = 0.5 * (1.0 - w)
-    mix = torch.stack([torch.stack([a, b], -1), torch.stack([b, a], -1)], -2)  # (batch, 2, 2)
-    return torch.bmm(mix, x)
+    mid = 0.5 * (x[:, 0] + x[:, 1])
+    side = 0.5 * (x[:, 0] - x[:, 1])
+    if mono_below_hz is not None:
+        side = apply_biquad_cascade(side[:, None], _lr4_highpass(mono_below_hz, sample_rate))[:, 0]
+    side = side * width.to(x.dtype)[:, None]
+    return torch.stack([mid + side, mid - side], dim=1)
 
 
 class StereoWidth(Processor):
-    """Normalized-parameter mid/side width, 0-2."""
+    """Normalized-parameter width 0.5-1.5 with mono bass below 0-250 Hz."""
 
-    ranges = {"width": ParamRange(0.0, 2.0, "lin", "x")}
+    ranges = {
+        "width": ParamRange(0.5, 1.5, "lin", "x"),
+        "mono_below_hz": ParamRange(0.0, 250.0, "lin", "Hz"),
+    }
 
     def process(self, x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        return stereo_width(x, values["width"])
+        return stereo_width(x, values["width"], values["mono_below_hz"], self.sample_rate)
 
     def identity_values(self) -> dict[str, float]:
-        return {"width": 1.0}
+        return {"width": 1.0, "mono_below_hz": 0.0}
