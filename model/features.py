@@ -240,7 +240,9 @@ class FeatureExtractor(nn.Module):
         sr = self._check_input(x, sample_rate)
         work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         segs = self._segments(x, sr).to(work_dtype)           # (B, K, C, L)
-        if not torch.isfinite(segs).all():
+        from dsp.ranges import all_finite  # lazy: model -> dsp
+
+        if not all_finite(segs):
             raise ValueError("audio contains NaN or Inf samples")
         batch, k, chans, seg_len = segs.shape
         device = segs.device
@@ -255,32 +257,31 @@ class FeatureExtractor(nn.Module):
         fb = self._filterbank(sr, n_fft, device, work_dtype)  # (M, F)
         freqs = torch.arange(n_fft // 2 + 1, device=device, dtype=work_dtype) * (sr / n_fft)
 
-        mel_frames = []                                        # K x (B, M, T)
-        psd = torch.zeros(batch, freqs.numel(), device=device, dtype=work_dtype)
-        band_mid = torch.zeros(batch, 3, device=device, dtype=work_dtype)
-        band_side = torch.zeros(batch, 3, device=device, dtype=work_dtype)
         band_idx = torch.bucketize(freqs, torch.tensor(_WIDTH_BANDS_HZ, device=device,
                                                        dtype=work_dtype))
         band_onehot = torch.nn.functional.one_hot(band_idx, 3).to(work_dtype)  # (F, 3)
-        for w in range(k):
-            seg = segs_fft[:, w].reshape(batch * chans, -1)
-            spec = torch.stft(seg, n_fft, hop_length=hop, window=window, center=False,
-                              return_complex=True)
-            spec = spec.reshape(batch, chans, spec.shape[-2], spec.shape[-1])  # (B, C, F, T)
-            power = spec.real.square() + spec.imag.square()
-            p_mean = power.mean(dim=1)                          # (B, F, T)
-            mel_frames.append(torch.einsum("mf,bft->bmt", fb, p_mean))
-            psd += p_mean.sum(dim=-1)
-            if chans == 2:
-                mid = 0.5 * (spec[:, 0] + spec[:, 1])
-                side = 0.5 * (spec[:, 0] - spec[:, 1])
-                pm = (mid.real.square() + mid.imag.square()).sum(dim=-1)    # (B, F)
-                ps = (side.real.square() + side.imag.square()).sum(dim=-1)
-                band_mid += pm @ band_onehot
-                band_side += ps @ band_onehot
+        # one STFT over every window and channel; powers from the real/imaginary view
+        spec = torch.stft(segs_fft.reshape(batch * k * chans, -1), n_fft, hop_length=hop, window=window,
+                          center=False, return_complex=True)
+        n_bins, n_frames = spec.shape[-2], spec.shape[-1]
+        ri = torch.view_as_real(spec).reshape(batch, k, chans, n_bins, n_frames, 2)
+        power = ri.square().sum(dim=-1)                          # (B, K, C, F, T)
+        p_mean = power.mean(dim=2)                               # (B, K, F, T)
+        mel = torch.einsum("mf,bkft->bkmt", fb, p_mean)          # (B, K, M, T)
+        psd = p_mean.sum(dim=(1, 3))                             # (B, F)
+        if chans == 2:
+            # |(L +- R) / 2|^2 = (|L|^2 + |R|^2 +- 2 Re(L conj R)) / 4
+            cross = (ri[:, :, 0] * ri[:, :, 1]).sum(dim=-1).sum(dim=(1, 3))
+            both = power.sum(dim=(1, 4))                         # (B, C, F)
+            pm = 0.25 * (both[:, 0] + both[:, 1] + 2.0 * cross)
+            ps = 0.25 * (both[:, 0] + both[:, 1] - 2.0 * cross)
+            band_mid = pm @ band_onehot
+            band_side = ps.clamp_min(0.0) @ band_onehot
+        else:
+            band_mid = band_side = torch.zeros(batch, 3, device=device, dtype=work_dtype)
 
         out: dict[str, Tensor] = {}
-        out["mel_stats"] = self._mel_stats(torch.stack(mel_frames, dim=1), fb)
+        out["mel_stats"] = self._mel_stats(mel, fb)
         out.update(self._level_descriptors(segs, sr))
         out.update(self._spectral_descriptors(psd, freqs, sr))
         out.update(self._stereo_descriptors(segs, band_mid, band_side))

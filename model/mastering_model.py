@@ -99,23 +99,29 @@ class MasteringModel(nn.Module):
         return self.features(x.to(ref.device), sample_rate).to(ref.dtype)
 
     def forward(self, x: Tensor, sample_rate: int | None = None,
-                cond: Tensor | None = None) -> Tensor:
+                cond: Tensor | None = None, levels: Tensor | None = None) -> Tensor:
         """Audio (batch, channels, samples) at sample_rate (default chain_sample_rate),
         cond (batch, cond_dim) | None -> params (batch, num_params) in [0, 1], differentiable
         w.r.t. the network weights (not the audio)."""
         if isinstance(sample_rate, Tensor):
             raise ValueError("sample_rate must be an int; pass the conditioning as cond=...")
         sr = self.chain_sample_rate if sample_rate is None else sample_rate
-        return self.network(self.extract(x, sr), cond)
+        return self.network(self.extract(x, sr), cond, levels)
 
     def predict(self, x: Tensor, sample_rate: int | None = None,
-                cond: Tensor | None = None) -> Tensor:
-        """Inference: like forward but in eval mode (no dropout) and without autograd.
-        Returns (batch, num_params) on the model's device."""
+                cond: Tensor | None = None, target_lufs=None, ceiling_dbtp=None) -> Tensor:
+        """Inference: like forward but in eval mode (no dropout) and without autograd;
+        ``target_lufs`` / ``ceiling_dbtp`` (numbers, None = -14 / -1) are what the master is
+        asked for. Returns (batch, num_params) on the model's device."""
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                return self.forward(x, sample_rate, cond)
+                levels = None
+                if self.network.n_levels:
+                    from model.network import level_vector
+
+                    levels = level_vector(target_lufs, ceiling_dbtp, x.shape[0], device=self.network.out.weight.device)
+                return self.forward(x, sample_rate, cond, levels)
         finally:
             self.train(was_training)

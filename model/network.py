@@ -15,8 +15,31 @@ from torch import Tensor, nn
 MAX_PARAMETERS = 2_000_000
 
 
+LEVEL_NAMES = ("target_lufs", "ceiling_dbtp")
+LEVEL_CENTRE = (-14.0, -1.0)
+LEVEL_SCALE = (6.0, 1.0)
+
+
+def level_vector(target_lufs, ceiling_dbtp, batch: int, device=None, dtype=torch.float32) -> Tensor:
+    """What the master is asked for, as the network's level input (batch, 2):
+    ((target + 14) / 6, (ceiling + 1) / 1). Each of target and ceiling is a number, None
+    (the defaults -14 LUFS / -1 dBTP) or a (batch,) tensor (non-finite entries -> default)."""
+    cols = []
+    for value, centre, scale in zip((target_lufs, ceiling_dbtp), LEVEL_CENTRE, LEVEL_SCALE):
+        v = torch.full((batch,), centre, dtype=torch.float64) if value is None else \
+            torch.as_tensor(value, dtype=torch.float64).detach().cpu().expand(batch)
+        v = torch.where(torch.isfinite(v), v, torch.full_like(v, centre))
+        cols.append(((v - centre) / scale).clamp(-5.0, 5.0))
+    return torch.stack(cols, dim=1).to(device=device, dtype=dtype)
+
+
 class ParameterNetwork(nn.Module):
-    """features (batch, feature_dim), cond (batch, cond_dim) | None -> params (batch, num_params).
+    """features (batch, feature_dim), cond (batch, cond_dim) | None, levels (batch, n_levels)
+    | None -> params (batch, num_params).
+
+    ``n_levels`` extra inputs carry what the master is asked for (:func:`level_vector`:
+    loudness target and true-peak ceiling), concatenated to the standardised features, so
+    a -8 LUFS club master and a -16 LUFS one of the same mix can get different dynamics.
 
     ``feature_mean`` / ``feature_std`` buffers (default 0 / 1, saved with the weights) standardise
     the input; training sets them with ``set_feature_stats``. ``cond_dim=0`` disables conditioning.
@@ -29,6 +52,7 @@ class ParameterNetwork(nn.Module):
         cond_dim: int = 64,
         hidden: Sequence[int] = (512, 512, 256),
         dropout: float = 0.1,
+        n_levels: int = 0,
     ) -> None:
         super().__init__()
         hidden = [int(h) for h in hidden]
@@ -37,6 +61,8 @@ class ParameterNetwork(nn.Module):
                              f"{num_params}")
         if int(cond_dim) < 0:
             raise ValueError(f"cond_dim must be >= 0, got {cond_dim}")
+        if int(n_levels) not in (0, len(LEVEL_NAMES)):
+            raise ValueError(f"n_levels must be 0 or {len(LEVEL_NAMES)}, got {n_levels}")
         if not hidden or any(h < 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty list of positive sizes, got {hidden}")
         if not 0.0 <= float(dropout) < 1.0:
@@ -46,13 +72,14 @@ class ParameterNetwork(nn.Module):
         self.cond_dim = int(cond_dim)
         self.hidden = hidden
         self.dropout = float(dropout)
+        self.n_levels = int(n_levels)
 
         self.register_buffer("feature_mean", torch.zeros(self.feature_dim))
         self.register_buffer("feature_std", torch.ones(self.feature_dim))
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.films = nn.ModuleList()
-        width = self.feature_dim
+        width = self.feature_dim + self.n_levels
         for h in hidden:
             self.linears.append(nn.Linear(width, h))
             self.norms.append(nn.LayerNorm(h))
@@ -75,7 +102,8 @@ class ParameterNetwork(nn.Module):
     def config(self) -> dict[str, Any]:
         """Constructor kwargs (JSON-ready) that rebuild this network."""
         return {"feature_dim": self.feature_dim, "num_params": self.num_params,
-                "cond_dim": self.cond_dim, "hidden": list(self.hidden), "dropout": self.dropout}
+                "cond_dim": self.cond_dim, "hidden": list(self.hidden), "dropout": self.dropout,
+                "n_levels": self.n_levels}
 
     def num_parameters(self) -> int:
         """Number of trainable scalars (buffers excluded)."""
@@ -126,14 +154,20 @@ class ParameterNetwork(nn.Module):
             raise ValueError(f"cond batch {cond.shape[0]} != features batch {features.shape[0]}")
         return cond.to(device=features.device, dtype=features.dtype)
 
-    def forward(self, features: Tensor, cond: Tensor | None = None) -> Tensor:
-        """features (batch, feature_dim), cond (batch, cond_dim) / (cond_dim,) / None
-        -> params (batch, num_params) in [0, 1]."""
+    def forward(self, features: Tensor, cond: Tensor | None = None, levels: Tensor | None = None) -> Tensor:
+        """features (batch, feature_dim), cond (batch, cond_dim) / (cond_dim,) / None,
+        levels (batch, n_levels) / None (the defaults) -> params (batch, num_params) in [0, 1]."""
         if features.dim() != 2 or features.shape[1] != self.feature_dim:
             raise ValueError(f"features must be (batch, {self.feature_dim}), "
                              f"got {tuple(features.shape)}")
         cond = self._check_cond(cond, features)
         h = (features - self.feature_mean) / self.feature_std
+        if self.n_levels:
+            if levels is None:
+                levels = level_vector(None, None, features.shape[0])
+            if levels.shape != (features.shape[0], self.n_levels):
+                raise ValueError(f"levels must be (batch, {self.n_levels}), got {tuple(levels.shape)}")
+            h = torch.cat([h, levels.to(device=h.device, dtype=h.dtype)], dim=1)
         for i, (lin, norm) in enumerate(zip(self.linears, self.norms)):
             h = norm(lin(h))
             if cond is not None:
