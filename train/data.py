@@ -506,6 +506,7 @@ class ExcerptDataset(Dataset):
         self.epoch = 0
         self._perm: tuple[int, np.ndarray] | None = None
         self._info: dict[Path, tuple[int, int]] = {}
+        self.cache = None  # a train.cache.AudioCache: excerpts are sliced from it when it holds the track
 
     # -- bookkeeping --------------------------------------------------------------
 
@@ -532,6 +533,13 @@ class ExcerptDataset(Dataset):
             self._perm = (self.epoch, rng.permutation(len(self.tracks)))
         return self._perm[1]
 
+    def _cached(self, track: Track):
+        """The cache when it holds ``track`` at this dataset's rate and channel layout, else None."""
+        c = self.cache
+        if c is None or self.config.channels != "stereo" or c.sample_rate != self.config.sample_rate_hz:
+            return None
+        return c if track.path in c else None
+
     def _track_info(self, track: Track) -> tuple[int, int]:
         if track.path not in self._info:
             self._info[track.path] = _frames_and_rate(track.path)
@@ -553,10 +561,14 @@ class ExcerptDataset(Dataset):
                 track_idx = int(rng.integers(len(self.tracks)))
             track = self.tracks[track_idx]
             try:
-                frames, rate = self._track_info(track)
+                cached = self._cached(track)
+                frames, rate = (cached.frames(track.path), cached.sample_rate) if cached else self._track_info(track)
                 span_s = frames / rate - cfg.excerpt_s
                 start_s = float(rng.uniform(0.0, span_s)) if span_s > 0 else 0.0
-                audio = read_excerpt(track.path, start_s, cfg.excerpt_s, cfg.sample_rate_hz, cfg.channels)
+                if cached:
+                    audio = cached.read(track.path, start_s, cfg.num_samples)
+                else:
+                    audio = read_excerpt(track.path, start_s, cfg.excerpt_s, cfg.sample_rate_hz, cfg.channels)
             except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
                 LOG.warning("unreadable track %s: %s", track.path, exc)
                 failed = True

@@ -11,21 +11,28 @@ Stages, in the order they are applied (the reverse of a mastering chain):
 =====================  ==========================================  ================  =====
 stage                  setting                                     range             prob
 =====================  ==========================================  ================  =====
-un-limiting            restore peaks: upward expansion of the      depth 1 .. 6 dB    0.7
+un-limiting            restore peaks: upward expansion of the      depth 1 .. 6 dB    0.5
                        2.9 ms peak envelope above (excerpt peak    slope 0.3 .. 1.0
                        - depth), gain = slope * excess (<= +6 dB)
-expansion              undo compression: gain = (ratio - 1) *      ratio 1.05 .. 1.5  0.6
+expansion              undo compression: gain = (ratio - 1) *      ratio 1.05 .. 1.5  0.45
                        (20 ms RMS envelope - its median), clamped
                        to -12 .. +6 dB, 5 ms gain smoothing
-transient restoration  boost attacks: gain = amount * (2 ms RMS    amount 0.1 .. 0.6  0.5
+transient restoration  boost attacks: gain = amount * (2 ms RMS    amount 0.1 .. 0.6  0.35
                        - 40 ms RMS, in dB, clamped 0 .. 12 dB)
-width                  scale the side signal (stereo only)         0.6 .. 1.2 x       0.6
-tilt EQ                low shelf 200 Hz at -t/2, high shelf        t -6 .. +6 dB      0.9
-                       3 kHz at +t/2 (RBJ, Q 0.707)
-band EQ                1 .. 3 RBJ peaking bands                    f 60 .. 12k Hz     0.8
-                                                                   (log), gain -6 ..
-                                                                   +6 dB, Q 0.5 .. 3
-                                                                   (log)
+over-compression       squash it further (a mix that is already    ratio 2 .. 5,      0.15
+                       too compressed): 10 ms RMS above median +   offset 0 .. 6 dB
+                       offset reduced by (1 - 1/ratio); excludes
+                       the three stages above
+width                  scale the side signal (stereo only)         0.7 .. 1.4 x       0.5
+EQ errors, per region  one error in each of the chain's EQ         gain -8 .. +8 dB   0.45
+                       regions (low shelf 40-160 Hz, bells         each
+                       160-500 / 500-2k / 2k-5k Hz, high shelf
+                       5-14 kHz): the region's own filter type,
+                       frequency log-uniform in the region, bell
+                       Q 0.4 .. 2 (log)
+resonance              one narrow peak                             80 .. 6000 Hz,     0.25
+                                                                   +2 .. +8 dB,
+                                                                   Q 4 .. 10
 level drop             integrated loudness set to master - drop    drop 3 .. 12 dB    1.0
 peak guard             extra attenuation so the sample peak stays  <= -0.5 dBFS       1.0
                        below -0.5 dBFS (an unmastered mix does
@@ -33,17 +40,18 @@ peak guard             extra attenuation so the sample peak stays  <= -0.5 dBFS 
 =====================  ==========================================  ================  =====
 
 All dynamics gains are linked across channels and computed from envelopes on 32-sample
-blocks (0.7 ms at 44.1 kHz), then interpolated back to samples. EQs are applied as zero-phase
-magnitude responses of the RBJ biquads in the frequency domain (padded against
-wrap-around), so the chain's RBJ EQ with negated gains has exactly the inverse
-magnitude response.
+blocks (0.7 ms at 44.1 kHz), then interpolated back to samples. EQ errors are the chain's
+own RBJ biquads run as IIR filters; an RBJ shelf or bell with the negated gain is exactly
+the reciprocal transfer function, so the chain's section of the same region undoes it
+exactly (magnitude and phase).
 
-Known inverse: tilt/band EQ, width and level are linear and the chain can undo them
-exactly in magnitude (negated EQ gains at the same frequencies and Q, reciprocal
-width, opposite gain; loudness normalization takes care of the peak guard). The
-dynamics stages have no exact counterpart in the chain's settings. A pair therefore
-has a known inverse only if no dynamics stage fired (``DemasterParams.invertible``);
-parameter regression (``train/losses.py``) uses only those pairs.
+Known inverse, recorded as a parameter target (:func:`inverse_param_target`): each EQ
+region's error is undone by that region's section with the negated gain (clamped to the
+chain's +-6 dB) at the same frequency and Q, and a region without an error by 0 dB;
+width by its reciprocal; over-compression by ratios of 1 (the chain cannot expand, so the
+best it can do is not to compress further). A region holding the narrow resonance has
+no exact inverse among broad bells and is left to the audio loss, as are the other
+dynamics stages, the saturation and the limiter.
 """
 
 from __future__ import annotations
@@ -52,10 +60,9 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-from scipy.fft import next_fast_len
 
-from dsp.biquad import biquad_response_db, high_shelf_coefficients, low_shelf_coefficients, peaking_coefficients
-from dsp.eq import SHELF_Q
+from dsp.biquad import apply_biquad_cascade, biquad_response_db, high_shelf_coefficients, low_shelf_coefficients, peaking_coefficients
+from dsp.eq import BELL_Q, BELLS, HIGH_SHELF_HZ, LOW_SHELF_HZ, SHELF_Q
 from dsp.width import stereo_width
 
 RANGES: dict[str, tuple[float, float]] = {
@@ -63,27 +70,34 @@ RANGES: dict[str, tuple[float, float]] = {
     "unlimit_slope": (0.3, 1.0),
     "expand_ratio": (1.05, 1.5),
     "transient_amount": (0.1, 0.6),
-    "width": (0.6, 1.2),
-    "tilt_db": (-6.0, 6.0),
-    "band_freq_hz": (60.0, 12000.0),
-    "band_gain_db": (-6.0, 6.0),
-    "band_q": (0.5, 3.0),
+    "squash_ratio": (2.0, 5.0),
+    "squash_offset_db": (0.0, 6.0),
+    "width": (0.7, 1.4),
+    "eq_gain_db": (-8.0, 8.0),
+    "eq_q": BELL_Q,
+    "resonance_freq_hz": (80.0, 6000.0),
+    "resonance_gain_db": (2.0, 8.0),
+    "resonance_q": (4.0, 10.0),
     "level_drop_db": (3.0, 12.0),
 }
 PROBS: dict[str, float] = {
-    "unlimit": 0.7,
-    "expand": 0.6,
-    "transient": 0.5,
-    "width": 0.6,
-    "tilt": 0.9,
-    "bands": 0.8,
+    "unlimit": 0.5,
+    "expand": 0.45,
+    "transient": 0.35,
+    "squash": 0.15,
+    "width": 0.5,
+    "eq": 0.45,
+    "resonance": 0.25,
 }
-MAX_BANDS = 3
-TILT_LOW_HZ = 200.0
-TILT_HIGH_HZ = 3000.0
+# EQ regions: (name, kind, low Hz, high Hz), as the chain's EQ sections (dsp/eq.py)
+EQ_REGIONS: tuple[tuple[str, str, float, float], ...] = (
+    ("low_shelf", "low_shelf", *LOW_SHELF_HZ),
+    *((name, "bell", lo, hi) for name, lo, hi in BELLS),
+    ("high_shelf", "high_shelf", *HIGH_SHELF_HZ),
+)
 PEAK_GUARD_DBFS = -0.5
 HOP = 32  # samples per envelope block
-_LOG_SCALED = {"band_freq_hz", "band_q"}
+_LOG_SCALED = {"eq_q", "resonance_freq_hz", "resonance_q"}
 
 
 @dataclass
@@ -97,16 +111,19 @@ class DemasterParams:
     expand_ratio: float = 1.0
     transient: bool = False
     transient_amount: float = 0.0
+    squash: bool = False
+    squash_ratio: float = 1.0
+    squash_offset_db: float = 0.0
     width: float = 1.0
-    tilt_db: float = 0.0
-    bands: list[tuple[float, float, float]] = field(default_factory=list)  # (freq_hz, gain_db, q)
+    eq: list[tuple[str, float, float, float]] = field(default_factory=list)  # (region, freq_hz, gain_db, q)
+    resonance: tuple[float, float, float] | None = None  # (freq_hz, gain_db, q)
     level_drop_db: float = 0.0
     guard_db: float = 0.0  # extra attenuation applied by the peak guard (set by apply)
 
     @property
     def invertible(self) -> bool:
-        """True when only linear stages fired, so the chain holds an exact inverse."""
-        return not (self.unlimit or self.expand or self.transient)
+        """True when only linear stages with an exact inverse in the chain fired."""
+        return not (self.unlimit or self.expand or self.transient or self.squash or self.resonance)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -116,8 +133,12 @@ class DemasterParams:
 
 def _uniform(g: torch.Generator, name: str) -> float:
     low, high = RANGES[name]
+    return _draw(g, low, high, name in _LOG_SCALED)
+
+
+def _draw(g: torch.Generator, low: float, high: float, log: bool) -> float:
     u = float(torch.rand((), generator=g, dtype=torch.float64))
-    if name in _LOG_SCALED:
+    if log:
         return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
     return low + u * (high - low)
 
@@ -150,23 +171,34 @@ class Demasterer:
         depth, slope = _uniform(g, "unlimit_depth_db"), _uniform(g, "unlimit_slope")
         ratio = _uniform(g, "expand_ratio")
         amount = _uniform(g, "transient_amount")
+        sq_ratio, sq_offset = _uniform(g, "squash_ratio"), _uniform(g, "squash_offset_db")
         width = _uniform(g, "width")
-        tilt = _uniform(g, "tilt_db")
-        n_bands = 1 + int(torch.randint(0, MAX_BANDS, (), generator=g))
-        bands = [(_uniform(g, "band_freq_hz"), _uniform(g, "band_gain_db"), _uniform(g, "band_q")) for _ in range(MAX_BANDS)]
-        drop = _uniform(g, "level_drop_db")
         nyq_safe = 0.45 * self.sample_rate
+        eq = []
+        for name, kind, lo, hi in EQ_REGIONS:
+            fires = float(torch.rand((), generator=g, dtype=torch.float64)) < self.probs["eq"]
+            f = _draw(g, lo, min(hi, nyq_safe), True)
+            gain = _uniform(g, "eq_gain_db")
+            q = _uniform(g, "eq_q") if kind == "bell" else SHELF_Q
+            if fires and lo < nyq_safe:
+                eq.append((name, f, gain, q))
+        res = (_uniform(g, "resonance_freq_hz"), _uniform(g, "resonance_gain_db"), _uniform(g, "resonance_q"))
+        drop = _uniform(g, "level_drop_db")
+        squash = coin["squash"]
         return DemasterParams(
-            unlimit=coin["unlimit"],
+            unlimit=coin["unlimit"] and not squash,
             unlimit_depth_db=depth,
-            unlimit_slope=slope if coin["unlimit"] else 0.0,
-            expand=coin["expand"],
-            expand_ratio=ratio if coin["expand"] else 1.0,
-            transient=coin["transient"],
-            transient_amount=amount if coin["transient"] else 0.0,
+            unlimit_slope=slope if coin["unlimit"] and not squash else 0.0,
+            expand=coin["expand"] and not squash,
+            expand_ratio=ratio if coin["expand"] and not squash else 1.0,
+            transient=coin["transient"] and not squash,
+            transient_amount=amount if coin["transient"] and not squash else 0.0,
+            squash=squash,
+            squash_ratio=sq_ratio if squash else 1.0,
+            squash_offset_db=sq_offset if squash else 0.0,
             width=width if coin["width"] else 1.0,
-            tilt_db=tilt if coin["tilt"] else 0.0,
-            bands=[b for b in bands[:n_bands] if b[0] < nyq_safe] if coin["bands"] else [],
+            eq=eq,
+            resonance=res if coin["resonance"] and res[0] < nyq_safe else None,
             level_drop_db=drop,
         )
 
@@ -199,10 +231,12 @@ class Demasterer:
             y = self._expand(y, params.expand_ratio)
         if params.transient:
             y = self._transients(y, params.transient_amount)
+        if params.squash:
+            y = self._squash(y, params.squash_ratio, params.squash_offset_db)
         if params.width != 1.0 and y.shape[1] == 2:
             y = stereo_width(y, torch.full((y.shape[0],), params.width))
-        if params.tilt_db != 0.0 or params.bands:
-            y = self._eq(y, params.tilt_db, params.bands)
+        if params.eq or params.resonance:
+            y = self._eq(y, params.eq, params.resonance)
         y, params.guard_db = self._level(y, ref, params.level_drop_db)
         return y.squeeze(0) if squeeze else y
 
@@ -244,33 +278,43 @@ class Demasterer:
         diff = (self._env_db(power, 2.0) - self._env_db(power, 40.0)).clamp(0.0, 12.0)
         return self._apply(x, amount * diff, 1.0)
 
-    def eq_response_db(self, freqs_hz: torch.Tensor, tilt_db: float, bands: list[tuple[float, float, float]]) -> torch.Tensor:
-        """Magnitude response in dB (float64, shape of ``freqs_hz``) of the tilt + band EQ,
-        built from the chain's own RBJ biquad designs (``dsp.biquad``)."""
-        sr = self.sample_rate
-        sections = []
-        if tilt_db != 0.0:
-            sections.append(low_shelf_coefficients(_t(TILT_LOW_HZ), _t(-0.5 * tilt_db), _t(SHELF_Q), sr))
-            sections.append(high_shelf_coefficients(_t(TILT_HIGH_HZ), _t(0.5 * tilt_db), _t(SHELF_Q), sr))
-        for f, gain, q in bands:
-            sections.append(peaking_coefficients(_t(f), _t(gain), _t(q), sr))
-        if not sections:
-            return torch.zeros_like(freqs_hz, dtype=torch.float64)
-        return biquad_response_db(torch.cat(sections), freqs_hz, sr).sum(dim=0)
+    def _squash(self, x: torch.Tensor, ratio: float, offset_db: float) -> torch.Tensor:
+        env = self._env_db(_block_power(x), 10.0)
+        active = env > -60.0
+        pivot = torch.stack([
+            e[a].median() if bool(a.any()) else e.median() for e, a in zip(env.flatten(1), active.flatten(1))
+        ]).view(-1, 1, 1)
+        gain_db = -(1.0 - 1.0 / ratio) * (env - pivot - offset_db).clamp_min(0.0)
+        return self._apply(x, gain_db, 3.0)
 
-    def _eq(self, x: torch.Tensor, tilt_db: float, bands: list[tuple[float, float, float]]) -> torch.Tensor:
-        t = x.shape[-1]
-        pad = min(t - 1, 4096)
-        xp = torch.nn.functional.pad(x, (pad, pad), mode="reflect") if pad > 0 else x
-        n = next_fast_len(xp.shape[-1] + (xp.shape[-1] % 2), real=True)
-        n += n % 2  # even: the last bin is Nyquist, so the grid below maps onto the bins exactly
-        spec = torch.fft.rfft(xp, n=n, dim=-1)
-        # The response is smooth: evaluate it on 4097 points, interpolate linearly to the bins.
-        grid = torch.linspace(0.0, self.sample_rate / 2.0, 4097, dtype=torch.float64)
-        resp_db = self.eq_response_db(grid, tilt_db, bands).float().view(1, 1, -1)
-        resp_db = torch.nn.functional.interpolate(resp_db, size=spec.shape[-1], mode="linear", align_corners=True)
-        y = torch.fft.irfft(spec * torch.pow(10.0, resp_db / 20.0), n=n, dim=-1)
-        return y[..., pad : pad + t].contiguous()
+    def _sections(self, eq: list[tuple[str, float, float, float]],
+                  resonance: tuple[float, float, float] | None) -> torch.Tensor:
+        """The EQ errors as (S, 5) float64 RBJ biquads (the chain's own designs)."""
+        sr = self.sample_rate
+        kinds = {name: kind for name, kind, _, _ in EQ_REGIONS}
+        sections = []
+        for name, f, gain, q in eq:
+            design = {"low_shelf": low_shelf_coefficients, "high_shelf": high_shelf_coefficients,
+                      "bell": peaking_coefficients}[kinds[name]]
+            sections.append(design(_t(f), _t(gain), _t(q), sr))
+        if resonance is not None:
+            sections.append(peaking_coefficients(_t(resonance[0]), _t(resonance[1]), _t(resonance[2]), sr))
+        return torch.cat(sections) if sections else torch.zeros(0, 5, dtype=torch.float64)
+
+    def eq_response_db(self, freqs_hz: torch.Tensor, eq: list[tuple[str, float, float, float]],
+                       resonance: tuple[float, float, float] | None = None) -> torch.Tensor:
+        """Magnitude response in dB (float64, shape of ``freqs_hz``) of the EQ errors."""
+        sections = self._sections(eq, resonance)
+        if sections.shape[0] == 0:
+            return torch.zeros_like(freqs_hz, dtype=torch.float64)
+        return biquad_response_db(sections, freqs_hz, self.sample_rate).sum(dim=0)
+
+    def _eq(self, x: torch.Tensor, eq: list[tuple[str, float, float, float]],
+            resonance: tuple[float, float, float] | None) -> torch.Tensor:
+        """The EQ errors as IIR sections. An RBJ shelf or bell with gain -g is exactly the
+        reciprocal of the same design with +g, so the chain's section undoes it exactly."""
+        sections = self._sections(eq, resonance)
+        return apply_biquad_cascade(x, sections[None].expand(x.shape[0], -1, -1))
 
     def _level(self, y: torch.Tensor, ref: torch.Tensor, drop_db: float) -> tuple[torch.Tensor, float]:
         """Set loudness to ref - drop (per item), then guard the peak. Returns (audio, guard dB)."""
@@ -324,63 +368,49 @@ def _db_to_amp(db: torch.Tensor) -> torch.Tensor:
     return torch.pow(10.0, db / 20.0)
 
 
-def inverse_settings(params: DemasterParams, peak_slots: dict[str, tuple[float, float]]) -> dict[str, float] | None:
-    """Chain settings (physical) that undo the linear stages of ``params``.
+def inverse_settings(params: DemasterParams, ranges: dict) -> dict[str, float]:
+    """Chain settings (physical, by parameter name) that undo what has a known inverse.
 
-    Only values that matter are returned; cutoffs of unused sections and time
-    constants of disabled dynamics are "don't care" and left out (masked).
-
-    ``peak_slots`` maps the chain's peaking bands ("eq.peak1" ...) to their centre
-    ranges; each de-mastering band takes a free slot that can hold its frequency.
-    Returns None when there is no exact inverse (a dynamics stage fired, or bands do
-    not fit the slots).
+    Only values that matter are returned; everything else is "don't care" (masked): the
+    frequency and Q of a region without an error, a region holding the narrow resonance,
+    the compressor unless the mix was over-compressed, saturation, limiter, high-pass.
+    Gains are clamped to the chain's range (an 8 dB error gets the chain's 6 dB).
     """
-    if not params.invertible:
-        return None
-    out: dict[str, float] = {"eq.highpass.mix": 0.0, "compressor.ratio": 1.0, "saturation.mix": 0.0, "width.width": 1.0 / params.width}
-    out["eq.low_shelf.gain_db"] = 0.5 * params.tilt_db
-    out["eq.high_shelf.gain_db"] = -0.5 * params.tilt_db
-    if params.tilt_db != 0.0:
-        out["eq.low_shelf.cutoff_hz"] = TILT_LOW_HZ
-        out["eq.high_shelf.cutoff_hz"] = TILT_HIGH_HZ
-    free = dict(peak_slots)
-    for f, gain, q in sorted(params.bands):
-        fits = [s for s, (lo, hi) in free.items() if lo <= f <= hi]
-        if not fits:
-            return None
-        slot = min(fits, key=lambda s: free[s][1])  # tightest upper edge first: greedy is optimal for intervals
-        del free[slot]
-        out.update({f"{slot}.center_hz": f, f"{slot}.gain_db": -gain, f"{slot}.q": q})
-    for slot in free:
-        out[f"{slot}.gain_db"] = 0.0
-    out["input.gain_db"] = params.level_drop_db - params.guard_db
+    out: dict[str, float] = {"width.width": 1.0 / params.width}
+    errors = {name: (f, gain, q) for name, f, gain, q in params.eq}
+    for name, kind, lo, hi in EQ_REGIONS:
+        if params.resonance is not None and lo <= params.resonance[0] < hi:
+            continue
+        key = f"eq.{name}"
+        gname = f"{key}.gain_db"
+        if name not in errors:
+            out[gname] = 0.0
+            continue
+        f, gain, q = errors[name]
+        r = ranges[gname]
+        out[gname] = min(max(-gain, r.low), r.high)
+        out[f"{key}.{'center_hz' if kind == 'bell' else 'cutoff_hz'}"] = f
+        if kind == "bell":
+            out[f"{key}.q"] = q
+    if params.squash:
+        for name in ranges:
+            if name.startswith("multiband.") and name.endswith(".ratio"):
+                out[name] = 1.0
     return out
 
 
-def inverse_param_target(chain, params: DemasterParams, level_normalized: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalized (num_params,) target and bool mask for parameter regression.
-
-    The mask is all False without a known inverse or when a value falls outside the
-    chain's range; ``input.gain_db`` is masked when the chain normalizes loudness
-    (the level is then set by the loudness target, not by the gain).
-    """
+def inverse_param_target(chain, params: DemasterParams, level_normalized: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalized (num_params,) target and bool mask for parameter regression
+    (see :func:`inverse_settings`); values are clamped into the chain's ranges."""
     n = chain.num_params
-    names = chain.param_names
-    slots = {name.rsplit(".", 1)[0]: (r.low, r.high) for name, r in chain.ranges.items() if name.startswith("eq.peak") and name.endswith(".center_hz")}
-    inv = inverse_settings(params, slots)
+    inv = inverse_settings(params, chain.ranges)
     target = torch.full((n,), float("nan"))
     mask = torch.zeros(n, dtype=torch.bool)
-    if inv is None:
-        return target, mask
-    if level_normalized:
-        inv.pop("input.gain_db")
-    for i, name in enumerate(names):
+    for i, name in enumerate(chain.param_names):
         if name not in inv:
             continue
         r = chain.ranges[name]
-        v = float(inv[name])
-        if not (r.low <= v <= r.high):
-            return torch.full((n,), float("nan")), torch.zeros(n, dtype=torch.bool)
+        v = min(max(float(inv[name]), r.low), r.high)
         target[i] = float(r.to_normalized(torch.tensor(v, dtype=torch.float64)))
         mask[i] = True
     return target, mask

@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader
 from train.demaster import Demasterer, ParamTarget
 from train.losses import MasteringLoss
 from train.metrics import quality_metrics, summarize
-from train.pairs import PairDataset, StepSampler, collate, mix_seed
+from train.pairs import ItemAnalysis, PairDataset, StepSampler, collate, mix_seed
 from train.sources import build_source
 from train.state import find_latest_checkpoint, load_training_state, save_training_checkpoint
 
@@ -147,9 +147,9 @@ def _as_level(value: Any, name: str) -> float | str | None:
 class Renderer:
     """Chain rendering with the configured loudness target / ceiling (float32 always).
 
-    ``original`` takes the value from each clean master (integrated loudness,
-    resp. true peak clamped to <= 0 dBTP), rendering item by item; numbers / null
-    render the batch in one call.
+    ``original`` takes the value from each clean master (integrated loudness, resp. true
+    peak clamped to <= 0 dBTP); the per-item values are computed in the data workers
+    (:class:`train.pairs.ItemAnalysis`) and the whole batch renders in one call.
     """
 
     def __init__(self, chain: Any, target_lufs: Any, ceiling_dbtp: Any) -> None:
@@ -157,33 +157,16 @@ class Renderer:
         self.target_lufs = _as_level(target_lufs, "target_lufs")
         self.ceiling_dbtp = _as_level(ceiling_dbtp, "ceiling_dbtp")
 
-    def levels(self, target: torch.Tensor) -> tuple[list, list]:
-        """Per-item (target_lufs, ceiling_dbtp) lists for clean masters (batch, C, T)."""
-        from dsp.loudness import integrated_loudness
-        from dsp import true_peak
-
-        b = target.shape[0]
-        with torch.no_grad():
-            if self.target_lufs == "original":
-                lufs = integrated_loudness(target.float(), self.chain.sample_rate)
-                tl = [float(v) if math.isfinite(float(v)) else None for v in lufs.cpu()]
-            else:
-                tl = [self.target_lufs] * b
-            if self.ceiling_dbtp == "original":
-                tp = true_peak(target.float(), self.chain.sample_rate).clamp(max=0.0)
-                cl = [float(v) if math.isfinite(float(v)) else -1.0 for v in tp.cpu()]
-            else:
-                cl = [self.ceiling_dbtp] * b
+    def levels(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(target_lufs, ceiling_dbtp) per item (batch,) on ``device``, or None when off."""
+        tl = None if self.target_lufs is None else batch["target_lufs"].to(device).float()
+        cl = None if self.ceiling_dbtp is None else batch["ceiling_dbtp"].to(device).float()
         return tl, cl
 
-    def __call__(self, x: torch.Tensor, p: torch.Tensor, levels: tuple[list, list]) -> torch.Tensor:
-        tl, cl = levels
-        x = x.float()
-        p = p.float()
-        if len(set(tl)) <= 1 and len(set(cl)) <= 1:
-            return self.chain(x, p, ceiling_dbtp=cl[0], target_lufs=tl[0])
-        outs = [self.chain(x[i : i + 1], p[i : i + 1], ceiling_dbtp=cl[i], target_lufs=tl[i]) for i in range(x.shape[0])]
-        return torch.cat(outs)
+    def __call__(self, x: torch.Tensor, p: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        tl, cl = self.levels(batch, x.device)
+        return self.chain(x.float(), p.float(), ceiling_dbtp=cl, target_lufs=tl,
+                          reference_lufs=batch["reference_lufs"].to(x.device).double())
 
 
 # ----------------------------------------------------------------------------- logging
@@ -289,8 +272,9 @@ class Trainer:
         feats = self.model.features
         context_s = max(crop_s, float(feats.n_windows) * float(feats.window_seconds))
         crop = int(round(crop_s * self.sample_rate))
+        self.analysis = ItemAnalysis(feats.config(), self.sample_rate, self.renderer.target_lufs, self.renderer.ceiling_dbtp)
         self.train_set = PairDataset(build_source(cfg.data, "train", self.sample_rate, self.seed, context_s), self.demaster, self.seed, "train",
-                                     param_target=param_target, crop_samples=crop)
+                                     param_target=param_target, crop_samples=crop, analysis=self.analysis)
         self.val_set: PairDataset | None = None
         if self.info.is_main and int(cfg.data.val_items) > 0:
             try:
@@ -298,7 +282,8 @@ class Trainer:
             except ValueError as e:
                 log.warning("no validation split (%s): training without validation", e)
             else:
-                self.val_set = PairDataset(val_source, self.demaster, self.seed, "val", length=int(cfg.data.val_items), crop_samples=crop)
+                self.val_set = PairDataset(val_source, self.demaster, self.seed, "val", length=int(cfg.data.val_items), crop_samples=crop,
+                                           analysis=self.analysis)
 
         oc = cfg.optim
         self.optimizer = torch.optim.AdamW(
@@ -335,12 +320,9 @@ class Trainer:
         if self.info.is_main:
             n = int(self.cfg.trainer.feature_stats_items)
             if n > 1:
-                stats_set = PairDataset(self.train_set.source, self.demaster, self.seed, "stats", length=n)
-                feats = []
-                for i in range(0, n, self.local_batch):
-                    batch = collate([stats_set[j] for j in range(i, min(n, i + self.local_batch))])
-                    feats.append(self.model.extract(batch["context"].to(self.device), self.sample_rate).float())
-                f = torch.cat(feats)
+                stats_set = PairDataset(self.train_set.source, self.demaster, self.seed, "stats", length=n,
+                                        crop_samples=self.train_set.crop_samples, analysis=self.analysis)
+                f = torch.stack([stats_set[j]["features"] for j in range(n)]).float()
                 self.net.set_feature_stats(f.mean(0), f.std(0))
             # Identity settings sit on range edges (ratio 1, mixes 0) where the sigmoid is flat;
             # start a margin inside so every output can learn.
@@ -387,8 +369,6 @@ class Trainer:
             items = [self.val_set[i] for i in range(len(self.val_set))]
             bs = int(self.cfg.trainer.val_batch_size)
             self.val_cache = [collate(items[i : i + bs]) for i in range(0, len(items), bs)]
-            for batch in self.val_cache:  # fixed set: render targets computed once
-                batch["levels"] = self.renderer.levels(batch["target"].to(self.device))
         return self.val_cache
 
     @torch.no_grad()
@@ -406,11 +386,9 @@ class Trainer:
         for batch in self._val_batches():
             x = batch["input"].to(self.device)
             tgt = batch["target"].to(self.device)
-            levels = batch["levels"]
-            feats = self.model.extract(batch["context"].to(self.device), self.sample_rate).float()
             with self._autocast():
-                p = self.net(feats)
-            y = self.renderer(x, p.float(), levels)
+                p = self.net(batch["features"].to(self.device).float(), None, self._levels(batch))
+            y = self.renderer(x, p.float(), batch)
             losses.append(self.loss_fn(y, tgt)[0].detach().cpu().reshape(1))
             for k, v in quality_metrics(y, tgt, self.sample_rate).items():
                 per.setdefault(k, []).append(v)
@@ -418,7 +396,7 @@ class Trainer:
                 for k, v in quality_metrics(x, tgt, self.sample_rate).items():
                     base_in.setdefault(k, []).append(v)
                 ident = self.chain.identity_params(x.shape[0], device=self.device)
-                for k, v in quality_metrics(self.renderer(x, ident, levels), tgt, self.sample_rate).items():
+                for k, v in quality_metrics(self.renderer(x, ident, batch), tgt, self.sample_rate).items():
                     base_id.setdefault(k, []).append(v)
         self.model.train(was_training)
         out = summarize(per)
@@ -428,6 +406,15 @@ class Trainer:
         return out
 
     # -- training -----------------------------------------------------------------
+    def _levels(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """The network's level input (batch, 2): what each master is asked for."""
+        if not self.net.n_levels:
+            return None
+        from model.network import level_vector
+
+        tl, cl = self.renderer.levels(batch, torch.device("cpu"))
+        return level_vector(tl, cl, batch["features"].shape[0], device=self.device)
+
     def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
@@ -456,15 +443,14 @@ class Trainer:
         tgt = batch["target"].to(self.device, non_blocking=True)
         # Dropout randomness is a function of (seed, step, rank): resume needs no RNG replay.
         torch.manual_seed(mix_seed(self.seed, 7, self.step, self.info.rank))
-        feats = self.model.extract(batch["context"].to(self.device, non_blocking=True), self.sample_rate).float()
+        feats = batch["features"].to(self.device, non_blocking=True).float()
         with self._autocast():
-            p = ddp_net(feats)
+            p = ddp_net(feats, None, self._levels(batch))
         p = p.float()
         bad_rows = [0]
         if p.requires_grad:
             p.register_hook(lambda g: _zero_nonfinite_rows(g, bad_rows))
-        levels = self.renderer.levels(tgt)
-        y = self.renderer(x, p, levels)
+        y = self.renderer(x, p, batch)
         p_tgt = batch.get("param_target")
         loss, parts = self.loss_fn(
             y, tgt, p, p_tgt.to(self.device) if p_tgt is not None else None,

@@ -53,9 +53,57 @@ def item_generator(seed: int, split: str, index: int) -> torch.Generator:
     return g
 
 
+class ItemAnalysis:
+    """Picklable per-item analysis run in the data workers (no gradient is needed there):
+
+    - "features" (feature_dim,): the model's features of the de-mastered context;
+    - "reference_lufs": the context's loudness, which the chain's thresholds and drive are
+      relative to (as the whole track's loudness is at inference);
+    - "target_lufs" / "ceiling_dbtp": the render levels. "original" takes them from the
+      master crop (its integrated loudness, NaN when silent; its true peak clamped to
+      <= 0 dBTP), a number is used as is, None means none (NaN).
+    """
+
+    def __init__(self, feature_config: dict, sample_rate: int, target_lufs: Any, ceiling_dbtp: Any) -> None:
+        self.feature_config = dict(feature_config)
+        self.sample_rate = int(sample_rate)
+        self.target_lufs = target_lufs
+        self.ceiling_dbtp = ceiling_dbtp
+        self._extractor = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_extractor": None}
+
+    @torch.no_grad()
+    def __call__(self, context: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        from dsp import integrated_loudness, true_peak
+        from dsp.level import reference_lufs
+
+        if self._extractor is None:
+            from model.features import FeatureExtractor
+
+            self._extractor = FeatureExtractor(**self.feature_config)
+        sr = self.sample_rate
+        out = {"features": self._extractor(context[None].float(), sr)[0],
+               "reference_lufs": reference_lufs(context[None].float(), sr)[0].float()}
+        if self.target_lufs == "original":
+            out["target_lufs"] = integrated_loudness(target[None].float(), sr)[0].float()
+            if not bool(torch.isfinite(out["target_lufs"])):
+                out["target_lufs"] = torch.tensor(float("nan"))
+        else:
+            out["target_lufs"] = torch.tensor(float("nan") if self.target_lufs is None else float(self.target_lufs))
+        if self.ceiling_dbtp == "original":
+            tp = float(true_peak(target[None].float(), sr)[0])
+            out["ceiling_dbtp"] = torch.tensor(min(tp, 0.0) if tp == tp and tp > -200 else -1.0)
+        else:
+            out["ceiling_dbtp"] = torch.tensor(float("nan") if self.ceiling_dbtp is None else float(self.ceiling_dbtp))
+        return out
+
+
 class PairDataset(Dataset):
     """index -> {"context": de-mastered excerpt (C, L), "input": de-mastered crop (C, T),
-    "target": master crop (C, T), "invertible": bool, "index": int}.
+    "target": master crop (C, T), "invertible": bool, "index": int} (+ the
+    :class:`ItemAnalysis` keys when ``analysis`` is given).
 
     The whole excerpt is de-mastered as one piece; the network's features see the
     ``context`` (as at inference, where they see several analysis windows), the chain
@@ -66,7 +114,7 @@ class PairDataset(Dataset):
     """
 
     def __init__(self, source: ExcerptSource, demasterer: Demasterer, seed: int, split: str, length: int = 2**62,
-                 param_target: Any = None, crop_samples: int | None = None) -> None:
+                 param_target: Any = None, crop_samples: int | None = None, analysis: Any = None) -> None:
         if split not in _SPLIT_CODES:
             raise ValueError(f"unknown split {split!r}; known: {sorted(_SPLIT_CODES)}")
         self.source = source
@@ -76,6 +124,7 @@ class PairDataset(Dataset):
         self.length = int(length)
         self.param_target = param_target
         self.crop_samples = int(crop_samples) if crop_samples else None
+        self.analysis = analysis
 
     def __len__(self) -> int:
         return self.length
@@ -94,6 +143,8 @@ class PairDataset(Dataset):
         item = {"context": degraded, "input": inp, "target": target, "invertible": params.invertible, "index": int(index)}
         if self.param_target is not None:
             item["param_target"], item["param_mask"] = self.param_target(params)
+        if self.analysis is not None:
+            item.update(self.analysis(degraded, target))
         return item
 
 
@@ -128,7 +179,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "invertible": torch.tensor([bool(it["invertible"]) for it in items]),
         "index": torch.tensor([it["index"] for it in items]),
     }
-    if "param_target" in items[0]:
-        out["param_target"] = torch.stack([it["param_target"] for it in items])
-        out["param_mask"] = torch.stack([it["param_mask"] for it in items])
+    for key in ("param_target", "param_mask", "features", "reference_lufs", "target_lufs", "ceiling_dbtp"):
+        if key in items[0]:
+            out[key] = torch.stack([it[key] for it in items])
     return out

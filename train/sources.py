@@ -79,5 +79,15 @@ def build_source(data_cfg: DictConfig, split: str, sample_rate: int, seed: int, 
         ds = cls(path, config, metadata=data_cfg.get("metadata"), group_by=str(data_cfg.get("group_by", "album")), **common)
     else:
         raise ValueError(f"unknown data.kind {kind!r}; choose generated, manifest, folder, musdb, fma or jamendo")
+    cache = data_cfg.get("cache")
+    if cache:
+        from train.cache import INDEX, AudioCache
+
+        cache = Path(str(cache)).expanduser()
+        if (cache / INDEX).exists():
+            ds.cache = AudioCache(cache)
+            log.info("data %s split %s: excerpts sliced from the decoded cache %s", kind, split, cache)
+        else:
+            log.info("no decoded cache at %s (python -m train.cache builds it): decoding files", cache)
     log.info("data %s split %s: %d tracks in %d groups", kind, split, len(ds.tracks), len(ds.groups))
     return DatasetSource(ds)
