@@ -185,6 +185,29 @@ class TraceReducer:
         return {"time_s": np.round(t, 3).tolist(), "gain_db": np.round(self.values, 3).tolist()}
 
 
+class BandTraces:
+    """Gain-reduction traces of the multiband compressor: a :class:`TraceReducer` and the
+    mean gain (dB over all samples) per band."""
+
+    BANDS = ("low", "mid", "high")
+
+    def __init__(self, frames: int, sample_rate: int) -> None:
+        self.traces = {b: TraceReducer(frames, sample_rate) for b in self.BANDS}
+        self.sums = dict.fromkeys(self.BANDS, 0.0)
+        self.count = 0
+
+    def add(self, start: int, gains: np.ndarray) -> None:
+        """Gains in dB (3, n) for samples [start, start + n)."""
+        for band, g in zip(self.BANDS, gains):
+            self.traces[band].add(start, g)
+            self.sums[band] += float(np.sum(g, dtype=np.float64))
+        self.count += gains.shape[-1]
+
+    def as_dict(self) -> dict[str, dict]:
+        n = max(1, self.count)
+        return {b: {**self.traces[b].as_dict(), "mean_gain_db": round(self.sums[b] / n, 3)} for b in self.BANDS}
+
+
 class FloatStore:
     """(channels, frames) float32 buffer in memory, or in an unnamed temporary file when
     larger than ``memory_bytes`` (deleted automatically, even on a crash)."""
@@ -299,6 +322,14 @@ def _limiter_gain(chain, y, release_ms: float, ceiling_dbtp: float):
     return limiter_gain(y, ceiling_dbtp, rel, chain.sample_rate, limiter.lookahead_ms)
 
 
+def _reference_lufs(before: Measurement) -> float:
+    """The input's loudness that the chain's thresholds and drive are relative to."""
+    from dsp.level import CEIL_LUFS, FLOOR_LUFS
+
+    v = before.integrated_lufs
+    return float(min(max(v, FLOOR_LUFS), CEIL_LUFS)) if math.isfinite(v) else FLOOR_LUFS
+
+
 def choose_setting(chain, source: Source, before: Measurement, job: Job, device) -> tuple[Any, dict]:
     """Normalized setting (1, n) and a dict describing where it came from."""
     import torch
@@ -326,14 +357,15 @@ def choose_setting(chain, source: Source, before: Measurement, job: Job, device)
             count = getattr(model.features, "n_windows", 8)
             x = analysis_windows(source, count, window)
             xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
-            p = model.predict(xt, source.sample_rate).to(device=device, dtype=torch.float32)
+            p = model.predict(xt, source.sample_rate, target_lufs=job.target_lufs,
+                              ceiling_dbtp=job.ceiling_dbtp).to(device=device, dtype=torch.float32)
             if p.shape != (1, chain.num_params):
                 raise UserError(f"the model predicts {tuple(p.shape)} parameters but the chain "
                                 f"needs (1, {chain.num_params})")
             p = p.clamp(0.0, 1.0)
             meta = getattr(model, "checkpoint_metadata", None) or {}
             info["source"] = "model"
-            info["model"] = meta.get("weights_file", type(model).__name__)
+            info["model"] = meta.get("name") or meta.get("weights_file", type(model).__name__)
         elif job.reference is not None:
             p = identity.clone()
             info["source"] = "identity"
@@ -345,15 +377,17 @@ def choose_setting(chain, source: Source, before: Measurement, job: Job, device)
             p = chain.normalize([phys]).to(device)
             info["source"] = "preset:gentle"
         if job.reference is not None:
-            p, ref_info = match_to_reference(chain, source, job, p, device)
+            p, ref_info = match_to_reference(chain, source, job, p, device, _reference_lufs(before))
             info["reference"] = ref_info
             info["source"] = f"reference (from {info['source']})"
     if job.intensity != 1.0:
-        p = (identity + job.intensity * (p - identity)).clamp(0.0, 1.0)
+        from automaster.intensity import scale_setting
+
+        p = scale_setting(chain, p, job.intensity)
     return p, info
 
 
-def match_to_reference(chain, source: Source, job: Job, p0, device) -> tuple[Any, dict]:
+def match_to_reference(chain, source: Source, job: Job, p0, device, reference_lufs: float) -> tuple[Any, dict]:
     """Fit the setting to job.reference (see automaster.reference)."""
     import torch
 
@@ -386,7 +420,7 @@ def match_to_reference(chain, source: Source, job: Job, p0, device) -> tuple[Any
         chain_opt = MasteringChain(sample_rate=rate).to(device)
     target = job.target_lufs
     p, info = ref_mod.match(chain_opt, exc, rate, target_profile, p0, target_lufs=target,
-                            ceiling_dbtp=job.ceiling_dbtp)
+                            ceiling_dbtp=job.ceiling_dbtp, reference_lufs=reference_lufs)
     info["reference_profile"] = ref_profile.as_dict()
     info["input_profile"] = in_profile.as_dict()
     return p.to(device), info
@@ -394,8 +428,9 @@ def match_to_reference(chain, source: Source, job: Job, p0, device) -> tuple[Any
 
 # ---------------------------------------------------------------------------- render
 def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, device,
-                        progress: Progress, comp_trace: TraceReducer | None) -> Meter:
-    """Chain without limiter/loudness into ``store``; returns the meter of the result."""
+                        progress: Progress, comp_trace: BandTraces | None, reference_lufs: float) -> Meter:
+    """Chain without limiter/loudness into ``store``; returns the meter of the result.
+    ``reference_lufs`` is the whole input's loudness: every block's thresholds use it."""
     import torch
 
     sr = source.sample_rate
@@ -407,14 +442,14 @@ def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, d
         for s, e in _blocks(source.frames, block):
             a = max(0, s - lead)
             x = torch.from_numpy(np.ascontiguousarray(source.read(a, e)))[None].to(device)
-            y, trace = chain.render(x, p, ceiling_dbtp=None, measure_output=False)
+            y, trace = chain.render(x, p, ceiling_dbtp=None, measure_output=False, reference_lufs=reference_lufs)
             out = y[0, :, s - a:].float().cpu().numpy()
             if not np.isfinite(out).all():
                 raise UserError("the chain produced non-finite samples with this setting", job.name)
             store.write(s, out)
             meter.process(out)
             if comp_trace is not None:
-                comp_trace.add(s, trace["compressor_gain_db"][0, s - a:].float().cpu().numpy())
+                comp_trace.add(s, trace["band_gain_db"][0, :, s - a:].float().cpu().numpy())
             progress.advance(e - s)
     return meter.join()
 
@@ -641,10 +676,10 @@ def _master_rest(source: Source, job: Job, emit, rewind, collected, progress: Pr
     release = float(settings.get("limiter.release_ms", 100.0))
 
     store = FloatStore(ch, frames, job.memory_bytes, job.tmp_dir)
-    comp_trace = TraceReducer(frames, sr) if job.detail else None
+    comp_trace = BandTraces(frames, sr) if job.detail else None
     try:
         pre = _render_pre_limiter(chain, p.detach(), source, store, job, device, progress,
-                                  comp_trace)
+                                  comp_trace, _reference_lufs(before))
         pre_lufs = pre.integrated_lufs()
         lap("render")
         target, ceiling = float(job.target_lufs), job.ceiling_dbtp
@@ -737,7 +772,7 @@ def _master_rest(source: Source, job: Job, emit, rewind, collected, progress: Pr
         _, s_out = best.spectrum
         report["spectrum"] = smooth_spectrum(f_in, s_in, s_out + trim_db if s_out.size else s_out)
         report["gain_reduction"] = {
-            "compressor": comp_trace.as_dict() if comp_trace else None,
+            **(comp_trace.as_dict() if comp_trace else {}),
             "limiter": lim_trace.as_dict() if lim_trace else None,
         }
     audio = np.concatenate(collected, axis=1) if collected is not None else None

@@ -206,7 +206,6 @@ def prefit_eq(chain, p: torch.Tensor, out: Profile, ref: Profile, sample_rate: i
     def response(q: torch.Tensor) -> torch.Tensor:
         values = {k: r.to_physical(q[:, j].double()) for j, (k, r) in enumerate(zip(keys, ranges))}
         values["highpass.cutoff_hz"] = torch.full((1,), 20.0, dtype=torch.float64, device=q.device)
-        values["highpass.mix"] = torch.zeros(1, dtype=torch.float64, device=q.device)
         db = eq_response_db(values, f_flat, sample_rate).reshape(1, *freqs.shape)
         return 10.0 * torch.log10((10.0 ** (db / 10.0)).mean(dim=-1))  # band power average
 
@@ -250,14 +249,15 @@ def init_width(chain, p: torch.Tensor, out: Profile, ref: Profile) -> torch.Tens
 
 def match(chain, excerpts: torch.Tensor, sample_rate: int, ref: Profile, p0: torch.Tensor, *,
           target_lufs: float, ceiling_dbtp: float | None, steps: int | None = None,
-          lr: float | None = None) -> tuple[torch.Tensor, dict]:
+          lr: float | None = None, reference_lufs: float | None = None) -> tuple[torch.Tensor, dict]:
     """Optimize the setting: excerpts (batch, channels, samples) on the chain's device,
     p0 (1, num_params) start -> (best p (1, num_params), info dict with the loss history)."""
     steps = STEPS if steps is None else int(steps)
     lr = LEARNING_RATE if lr is None else float(lr)
     b = excerpts.shape[0]
     with torch.no_grad():
-        y0 = chain(excerpts, p0.expand(b, -1), ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs)
+        y0 = chain(excerpts, p0.expand(b, -1), ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs,
+                   reference_lufs=reference_lufs)
         out0 = profile(y0, sample_rate)
     start = p0.detach().clone()
     try:
@@ -272,7 +272,8 @@ def match(chain, excerpts: torch.Tensor, sample_rate: int, ref: Profile, p0: tor
     best_loss, best_p, history = math.inf, p0.detach().clone(), []
     first = profile_loss(out0, ref)[1]
     for step in range(steps + 1):
-        y = chain(excerpts, p.expand(b, -1), ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs)
+        y = chain(excerpts, p.expand(b, -1), ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs,
+                  reference_lufs=reference_lufs)
         loss, terms = profile_loss(profile(y, sample_rate), ref)
         history.append(round(terms["total"], 4))
         if math.isfinite(terms["total"]) and terms["total"] < best_loss:

@@ -149,15 +149,16 @@ def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
 
     ax = axes[1, 0]
     gr = doc.get("gain_reduction") or {}
-    for key, color in (("compressor", "tab:orange"), ("limiter", "tab:red")):
+    for key, color in (("low", "tab:brown"), ("mid", "tab:orange"), ("high", "tab:olive"), ("limiter", "tab:red")):
         tr = gr.get(key)
         if tr and tr.get("time_s"):
-            ax.plot(tr["time_s"], tr["gain_db"], label=key, color=color, linewidth=0.8)
+            label = key if key == "limiter" else f"{key} band"
+            ax.plot(tr["time_s"], tr["gain_db"], label=label, color=color, linewidth=0.8)
     ax.set_title("Gain reduction (min per bucket)")
     ax.set_xlabel("s")
     ax.set_ylabel("dB")
     ax.grid(True, alpha=0.3)
-    if any((gr.get(k) or {}).get("time_s") for k in ("compressor", "limiter")):
+    if any((gr.get(k) or {}).get("time_s") for k in ("low", "mid", "high", "limiter")):
         ax.legend()
 
     ax = axes[1, 1]
