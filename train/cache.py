@@ -12,8 +12,8 @@ downmixed) and appended to ``audio.f16`` as interleaved float16 frames (22 h of 
 44.1 kHz is 14 GB). float16 keeps 11 bits of mantissa: about -66 dB relative error per
 sample, far below the lossy sources' own coding noise, and the training excerpts are
 only ever compared with themselves. ``index.json`` maps each source path to its
-``[first frame, frames]``; it is written last, so a killed build leaves no index and is
-simply redone (already-built tracks are kept when the index of a previous build lists them).
+``[first frame, frames]``; it is rewritten after each track, so a killed build resumes
+where it stopped, and training uses whatever tracks it already lists (others are decoded).
 """
 
 from __future__ import annotations
@@ -113,14 +113,20 @@ def build_cache(manifest: Path, out: Path, sample_rate: int = 44100) -> Path:
                 LOG.warning("skipping unreadable %s: %s", key, exc)
                 continue
             fh.write(audio.tobytes())
+            fh.flush()
             done[key] = [frames, int(audio.shape[0])]
             frames += int(audio.shape[0])
+            _write_index(index_path, sample_rate, frames, done)  # a killed build resumes from here
             LOG.info("%d/%d %s (%.0f s)", i + 1, len(tracks), key, audio.shape[0] / sample_rate)
-    tmp = index_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": VERSION, "sample_rate": sample_rate, "frames": frames, "tracks": done}),
-                   encoding="utf-8")
-    os.replace(tmp, index_path)
+    _write_index(index_path, sample_rate, frames, done)
     return index_path
+
+
+def _write_index(path: Path, sample_rate: int, frames: int, tracks: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"version": VERSION, "sample_rate": sample_rate, "frames": frames, "tracks": tracks}),
+                   encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
