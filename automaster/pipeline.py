@@ -365,7 +365,7 @@ def choose_setting(chain, source: Source, before: Measurement, job: Job, device)
             p = p.clamp(0.0, 1.0)
             meta = getattr(model, "checkpoint_metadata", None) or {}
             info["source"] = "model"
-            info["model"] = meta.get("name") or meta.get("weights_file", type(model).__name__)
+            info["model"] = meta.get("model_name") or meta.get("weights_file", type(model).__name__)
         elif job.reference is not None:
             p = identity.clone()
             info["source"] = "identity"
@@ -630,9 +630,13 @@ def _master_rest(source: Source, job: Job, emit, rewind, collected, progress: Pr
     report: dict[str, Any] = {"input": job.name, "sample_rate": sr, "channels": ch,
                               "duration_s": round(frames / sr, 3)}
 
+    ref_spectrum = None
     if job.reference is not None:
-        ref_meter = measure_source(job.reference, true_peak=False, name=job.reference_name)
+        ref_meter = measure_source(job.reference, true_peak=False, spectrum=job.detail, name=job.reference_name)
         ref_m = ref_meter.result()
+        if job.detail:
+            f_ref, s_ref = ref_meter.spectrum()
+            ref_spectrum = (f_ref, s_ref, ref_m.integrated_lufs)
         report["reference"] = {"file": job.reference_name, **ref_m.as_dict()}
         if job.target_lufs is None:
             if not math.isfinite(ref_m.integrated_lufs) or ref_m.integrated_lufs < SILENCE_LUFS:
@@ -770,7 +774,16 @@ def _master_rest(source: Source, job: Job, emit, rewind, collected, progress: Pr
 
         f_in, s_in = tp_in.meter.spectrum()
         _, s_out = best.spectrum
-        report["spectrum"] = smooth_spectrum(f_in, s_in, s_out + trim_db if s_out.size else s_out)
+        # before at the master's loudness, so the plot shows tone, not level
+        shift = after.integrated_lufs - before.integrated_lufs
+        shift = shift if math.isfinite(shift) else 0.0
+        report["spectrum"] = smooth_spectrum(f_in, s_in + shift if s_in.size else s_in,
+                                             s_out + trim_db if s_out.size else s_out)
+        report["spectrum"]["before_shift_db"] = round(shift, 2)
+        if ref_spectrum is not None:
+            f_ref, s_ref, l_ref = ref_spectrum
+            ref_shift = after.integrated_lufs - l_ref if math.isfinite(l_ref) else 0.0
+            report["spectrum"]["reference_db"] = smooth_spectrum(f_ref, s_ref + ref_shift, s_ref[:0])["before_db"]
         report["gain_reduction"] = {
             **(comp_trace.as_dict() if comp_trace else {}),
             "limiter": lim_trace.as_dict() if lim_trace else None,
@@ -853,14 +866,14 @@ def _fmt(v: float) -> str:
 
 
 # ---------------------------------------------------------------------------- public API
-def master(audio: Any, sample_rate: int, target_lufs: float | None = -14.0,
+def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
            ceiling_dbtp: float | None = -1.0, intensity: float = 1.0, reference: Any = None,
            reference_sample_rate: int | None = None, model: Any = None, device: Any = "auto",
            *, settings: dict[str, float] | None = None, detail: bool = False) -> MasterResult:
     """Master ``audio`` (channels, samples) or (samples,) at ``sample_rate``.
 
-    target_lufs: integrated loudness of the result (None with a reference: match the
-    reference's loudness). ceiling_dbtp: true-peak ceiling (None: no limiter). intensity:
+    target_lufs: integrated loudness of the result; None (the default) matches the
+    reference's loudness when a reference is given, else -14 LUFS. ceiling_dbtp: true-peak ceiling (None: no limiter). intensity:
     0 = identity setting .. 1 = full predicted setting. reference: a finished master to
     match, as an array (channels, samples) at ``reference_sample_rate`` (default
     ``sample_rate``) or a file path. model: MasteringModel, checkpoint name/path or None.

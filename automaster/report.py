@@ -80,10 +80,13 @@ def report_document(report: dict[str, Any], settings: dict[str, float],
     """The JSON-ready report: the pipeline's report plus settings and output name."""
     from automaster.settings import rounded
 
+    from automaster.describe import describe
+
     doc = dict(report)
     if output is not None:
         doc["output"] = output
     doc["settings"] = rounded(settings)
+    doc["settings_in_words"] = describe(settings, report)
     return _clean(doc)
 
 
@@ -119,11 +122,14 @@ def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
     f = spec.get("frequencies_hz") or []
     if f:
         if spec.get("before_db"):
-            ax.semilogx(f, spec["before_db"], label="before", color="tab:gray")
+            ax.semilogx(f, spec["before_db"], label="before (at the master's loudness)", color="tab:gray")
         if spec.get("after_db"):
             ax.semilogx(f, spec["after_db"], label="after", color="tab:blue")
-        ax.legend()
-    ax.set_title("Long-term spectrum (1/6 octave)")
+        if spec.get("reference_db"):
+            ax.semilogx(f, spec["reference_db"], label="reference (at the master's loudness)", color="tab:green",
+                        linestyle="--")
+        ax.legend(fontsize=8)
+    ax.set_title("Long-term spectrum (1/6 octave), equal loudness")
     ax.set_xlabel("Hz")
     ax.set_ylabel("dB")
     ax.grid(True, which="both", alpha=0.3)
@@ -163,10 +169,14 @@ def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
 
     ax = axes[1, 1]
     ax.axis("off")
-    settings = doc.get("settings") or {}
-    lines = [f"{k:<28} {v:>10.4g}" for k, v in settings.items()]
-    lines.append(f"{'normalization gain (dB)':<28} {doc.get('gain_db', 0.0):>10.4g}")
-    ax.text(0.0, 1.0, "\n".join(lines), family="monospace", fontsize=7.5, va="top")
+    words = doc.get("settings_in_words") or {}
+    lines = []
+    for group, items in words.items():
+        lines.append(group)
+        lines.extend(f"  {line}" for line in items)
+    if doc.get("model"):
+        lines.append(f"model: {doc['model']}")
+    ax.text(0.0, 1.0, "\n".join(lines), family="monospace", fontsize=7.5, va="top", wrap=True)
     ax.set_title("Settings")
 
     fig.tight_layout(rect=(0, 0, 1, 0.96))

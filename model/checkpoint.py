@@ -317,5 +317,8 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
         if not t.is_floating_point() or not torch.isfinite(t).all():
             raise CheckpointError(f"{weights_path}: tensor {key!r} is not finite floating point")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
-    model.checkpoint_metadata = meta
+    # how reports name it: the registry name it was loaded by, or the checkpoint's file stem
+    spec = os.fspath(path_or_name)
+    named = not any(sep in spec for sep in ("/", os.sep)) and not spec.endswith((".json", ".safetensors"))
+    model.checkpoint_metadata = {**meta, "model_name": spec if named else stem.name}
     return model.to(device).eval()
