@@ -214,3 +214,245 @@ def test_writer_abort_never_raises(tmp_path, monkeypatch):
         PermissionError(13, "Permission denied")))
     reason = w.abort()
     assert reason and "Permission denied" in reason
+
+
+# ------------------------------------------------------------------ 5: truncated WAV
+def _truncated_wav(folder: Path) -> Path:
+    full = folder / "full.wav"
+    sf.write(full, synth_mix(2.0).T, SR, subtype="PCM_16")
+    data = full.read_bytes()
+    cut = folder / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])  # header still says 2 s
+    full.unlink()
+    return cut
+
+
+def test_truncated_wav_is_detected_from_the_data_chunk_size(tmp_path):
+    cut = _truncated_wav(tmp_path)
+    info = aio.probe(cut)
+    assert info.declared_frames == 2 * SR
+    assert info.frames < 1.01 * SR  # what libsndfile reports: no error of its own
+    assert info.truncated
+
+
+def test_truncated_wav_refused_unless_allowed(tmp_path, capsys):
+    cut = _truncated_wav(tmp_path)
+    before = _sha(cut)
+    out = tmp_path / "o.wav"
+    code = main([str(cut), "-o", str(out), "-q"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    _one_error_line(err, str(cut))
+    assert "truncated" in err and "--allow-truncated" in err
+    assert not out.exists() and _parts(tmp_path) == []
+    assert _sha(cut) == before
+
+    code = main([str(cut), "-o", str(out), "-q", "--allow-truncated"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    warnings = [ln for ln in err.splitlines() if "warning:" in ln and "truncated" in ln]
+    assert len(warnings) == 1 and str(cut) in warnings[0]
+    assert sf.info(str(out)).frames == aio.probe(cut).frames
+    assert _sha(cut) == before
+
+
+def test_complete_wavs_are_not_flagged(tmp_path):
+    for subtype, fmt in (("PCM_24", "WAV"), ("FLOAT", "WAV"), ("PCM_16", "RF64")):
+        p = tmp_path / f"{subtype}{fmt}.wav"
+        sf.write(p, synth_mix(0.5).T, SR, subtype=subtype, format=fmt)
+        info = aio.probe(p)
+        assert not info.truncated and info.declared_frames == info.frames
+
+
+# ------------------------------------------------------------------ 6: silent reference
+@pytest.mark.parametrize("level", [0.0, 10 ** (-95 / 20)])
+def test_silent_reference_refused_even_with_a_target(tmp_path, capsys, level):
+    sf.write(tmp_path / "in.wav", synth_mix(1.0).T, SR)
+    noise = np.random.default_rng(1).uniform(-1, 1, (SR, 2)) * level
+    ref = tmp_path / "silent.wav"
+    sf.write(ref, noise, SR, subtype="FLOAT")
+    out = tmp_path / "o.wav"
+    code = main([str(tmp_path / "in.wav"), "-o", str(out), "--reference", str(ref),
+                 "--target", "-14", "-q"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    _one_error_line(err, str(ref))
+    assert "silent" in err
+    assert not out.exists() and _parts(tmp_path) == []
+
+
+def test_silent_reference_refused_by_the_api():
+    from automaster import master
+    from automaster.errors import InputError
+
+    with pytest.raises(InputError, match="silent"):
+        master(synth_mix(1.0), SR, target_lufs=-14.0, reference=np.zeros((2, SR), np.float32))
+
+
+# --------------------------------------------------------------- 7: API array types
+def _lufs(x: np.ndarray) -> float:
+    import pyloudnorm
+
+    return pyloudnorm.Meter(SR).integrated_loudness(np.asarray(x, np.float64).T)
+
+
+def test_int16_input_is_scaled_by_full_scale():
+    from automaster import master
+
+    x = synth_mix(1.0)
+    pcm = np.round(x * 32767).astype(np.int16)
+    r = master(pcm, SR, settings={})
+    expected = _lufs(pcm.astype(np.float64) / 32768.0)
+    assert abs(r.report["before"]["integrated_lufs"] - expected) < 0.1
+    assert abs(r.report["before"]["integrated_lufs"] - _lufs(x)) < 0.1
+    i32 = (x.astype(np.float64) * 2**31).astype(np.int32)
+    r32 = master(i32, SR, settings={})
+    assert abs(r32.report["before"]["integrated_lufs"] - expected) < 0.1
+    u8 = np.clip(np.round(x * 8 + 128), 0, 255).astype(np.uint8)  # 8-bit WAV is offset binary
+    r8 = master(u8, SR, settings={})
+    assert abs(r8.report["before"]["integrated_lufs"] - _lufs((u8 - 128.0) / 128.0)) < 0.2
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    (np.ones((2, SR), bool), "bool"),
+    (np.ones((2, SR), np.complex64) * 0.1, "complex"),
+    (np.ones((2, SR), np.uint16), "uint16"),
+    (np.ones((2, SR), np.int64), "int64"),
+])
+def test_bool_complex_and_odd_integer_arrays_are_refused(bad, pattern):
+    from automaster import master
+
+    with pytest.raises(TypeError, match=pattern):
+        master(bad, SR, settings={})
+
+
+def test_samples_by_channels_array_says_transpose():
+    from automaster import master
+
+    with pytest.raises(ValueError, match=r"\(samples, channels\).*\.T"):
+        master(synth_mix(1.0).T, SR, settings={})
+
+
+def test_tensor_that_requires_grad_is_detached():
+    import torch
+
+    from automaster import master
+
+    x = synth_mix(1.0)
+    t = torch.tensor(x, requires_grad=True)
+    r = master(t, SR, settings={})
+    ref = master(x, SR, settings={})
+    assert np.array_equal(r.audio, ref.audio)
+    with pytest.raises(TypeError, match="bool"):
+        master(torch.ones(2, SR, dtype=torch.bool), SR, settings={})
+
+
+# ------------------------------------------------------------ 8: oversized checkpoints
+def _tampered_checkpoint(folder: Path, edit) -> Path:
+    weights = make_tiny_checkpoint(folder / "m")
+    meta_path = weights.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    edit(meta["model_config"])
+    meta_path.write_text(json.dumps(meta))
+    return weights
+
+
+def test_oversized_checkpoint_refused_before_allocating(tmp_path):
+    def huge(cfg):
+        cfg["network"]["hidden"] = [25000, 25000]  # 625M weights = 2.5 GB if built
+    weights = _tampered_checkpoint(tmp_path, huge)
+    sf.write(tmp_path / "in.wav", synth_mix(1.0).T, SR)
+    probe = ("import resource, sys\nfrom automaster.cli import main\nrc = main(sys.argv[1:])\n"
+             "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+             "sys.exit(rc)\n")
+    p = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "in.wav"), "-o",
+                        str(tmp_path / "o.wav"), "--model", str(weights), "-q"],
+                       env=_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stderr
+    _one_error_line(p.stderr, str(weights.with_suffix(".json")))
+    assert "parameters" in p.stderr and "limit" in p.stderr
+    maxrss_mb = int(p.stdout.split("MAXRSS_KB")[1].split()[0]) / 1024
+    assert maxrss_mb < 1500, maxrss_mb  # torch + the pipeline need ~0.5-0.9 GB; 2.5 GB more if built
+    assert not (tmp_path / "o.wav").exists() and _parts(tmp_path) == []
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda c: c["features"].update(n_windows=100000), "n_windows"),
+    (lambda c: c["features"].update(n_mels=10**9), "n_mels"),
+    (lambda c: c["network"].update(hidden=[10**40]), "hidden"),
+    (lambda c: c["network"].update(hidden=[8] * 10000), "hidden"),
+    (lambda c: c["network"].update(cond_dim=10**7), "cond_dim"),
+    (lambda c: c.update(num_params=10**6), "num_params"),
+    (lambda c: c["network"].update(hidden=["512"]), "integer"),
+])
+def test_absurd_checkpoint_settings_are_refused(tmp_path, edit, pattern):
+    from model.checkpoint import CheckpointError, load_checkpoint
+
+    weights = _tampered_checkpoint(tmp_path, edit)
+    with pytest.raises(CheckpointError, match=pattern) as e:
+        load_checkpoint(weights)
+    assert str(weights.with_suffix(".json")) in str(e.value)
+
+
+def test_oversized_weights_file_refused(tmp_path):
+    from model.checkpoint import CheckpointError, load_checkpoint
+
+    weights = make_tiny_checkpoint(tmp_path / "m")
+    with open(weights, "ab") as f:
+        f.truncate(weights.stat().st_size + (64 << 20))  # sparse: 64 MB more than it needs
+    with pytest.raises(CheckpointError, match="far more"):
+        load_checkpoint(weights)
+
+
+# ------------------------------------------------------------------ 9: hostile JSON
+@pytest.mark.parametrize("text", [
+    "[" * 50000 + "]" * 50000,
+    '{"settings": {"input.gain_db": ' + "[" * 50000 + "]" * 50000 + "}}",
+    '{"input.gain_db": ' + "9" * 5000 + "}",
+    '{"input.gain_db": ' + "9" * 4000 + "}",
+])
+def test_params_in_hostile_json(tmp_path, capsys, text):
+    sf.write(tmp_path / "in.wav", synth_mix(1.0).T, SR)
+    params = tmp_path / "p.json"
+    params.write_text(text)
+    code = main([str(tmp_path / "in.wav"), "-o", str(tmp_path / "o.wav"), "--params-in",
+                 str(params), "-q"])
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    _one_error_line(err, str(params))
+    assert "internal error" not in err
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_checkpoint_hostile_json(tmp_path):
+    from model.checkpoint import CheckpointError, read_metadata
+
+    make_tiny_checkpoint(tmp_path / "m")
+    for text in ("[" * 50000 + "]" * 50000, '{"format": ' + "1" * 5000 + "}"):
+        (tmp_path / "m.json").write_text(text)
+        with pytest.raises(CheckpointError, match="m.json"):
+            read_metadata(tmp_path / "m.json")
+
+
+# ----------------------------------------------------- 10: latest.json outside the run
+@pytest.mark.parametrize("pointer", ["../../elsewhere/step_0000001", "/ABS", "step_link"])
+def test_latest_json_cannot_escape_the_run_folder(tmp_path, pointer):
+    from train.state import StateError, find_latest_checkpoint
+
+    outside = tmp_path / "elsewhere" / "step_0000001"
+    outside.mkdir(parents=True)
+    (outside / "state.json").write_text("{}")
+    root = tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    (root / "step_link").symlink_to(outside)
+    pointer = str(outside) if pointer == "/ABS" else pointer
+    (root / "latest.json").write_text(json.dumps({"step": 1, "dir": pointer}))
+    with pytest.raises(StateError, match="outside"):
+        find_latest_checkpoint(tmp_path / "run")
+    # without the pointer, a symlinked step folder leading outside is not picked either
+    (root / "latest.json").unlink()
+    assert find_latest_checkpoint(tmp_path / "run") is None
+    (root / "step_0000002").mkdir()
+    (root / "step_0000002" / "state.json").write_text("{}")
+    (root / "latest.json").write_text(json.dumps({"step": 2, "dir": "step_0000002"}))
+    assert find_latest_checkpoint(tmp_path / "run") == root / "step_0000002"
