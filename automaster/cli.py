@@ -4,6 +4,9 @@ Arguments, paths and files are validated before anything heavy (numpy, torch, th
 is imported, so ``--help`` and usage errors are instant. User errors print one line,
 ``automaster: error: FILE: problem``, and exit with status 2; no traceback is shown
 (set AUTOMASTER_DEBUG=1 to see one for internal errors, which exit with status 1).
+Ctrl-C, SIGTERM and SIGHUP stop a run the same way: one line, exit status 128 + the signal
+number, and no temporary output left behind (a SIGKILLed run's hidden ``.part`` file is
+removed by the next run that writes the same output).
 
 Environment: AUTOMASTER_THREADS (torch/numba threads while mastering, default 1),
 AUTOMASTER_METER_THREAD=0 (meter inline instead of on a second thread),
