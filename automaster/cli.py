@@ -4,6 +4,9 @@ Arguments, paths and files are validated before anything heavy (numpy, torch, th
 is imported, so ``--help`` and usage errors are instant. User errors print one line,
 ``automaster: error: FILE: problem``, and exit with status 2; no traceback is shown
 (set AUTOMASTER_DEBUG=1 to see one for internal errors, which exit with status 1).
+Ctrl-C, SIGTERM and SIGHUP stop a run the same way: one line, exit status 128 + the signal
+number, and no temporary output left behind (a SIGKILLed run's hidden ``.part`` file is
+removed by the next run that writes the same output).
 
 Environment: AUTOMASTER_THREADS (torch/numba threads while mastering, default 1),
 AUTOMASTER_METER_THREAD=0 (meter inline instead of on a second thread),
@@ -81,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stereo", action="store_true", help="upmix mono input to stereo")
     g.add_argument("--downmix", action="store_true",
                    help="fold inputs with more than two channels down to stereo")
+    g.add_argument("--allow-truncated", action="store_true",
+                   help="master a WAV whose header announces more audio than the file holds "
+                        "(refused by default), using what is there")
     g = p.add_argument_group("output")
     g.add_argument("--bit-depth", choices=("16", "24", "32f"),
                    help="16, 24 (default) or 32f; n/a for .ogg")
@@ -228,7 +234,10 @@ def _preflight(args: argparse.Namespace) -> tuple[list[Plan], list[tuple[Path, U
     for plan in plans:
         try:
             plan.info = probe(plan.input)
-            check_input_info(plan.info, downmix=args.downmix)
+            check_input_info(plan.info, downmix=args.downmix,
+                             allow_truncated=args.allow_truncated)
+            if plan.info.truncated:
+                _warn(f"{plan.input}: {plan.info.truncation_message()}; mastering what is there")
             output_subtype(output_format(plan.output), args.bit_depth)
             if _same_file(plan.input, plan.output):
                 raise OutputError("is the input file itself; choose another output path",
@@ -387,7 +396,7 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
 
 
 def _write_params_out(path: Path, docs: list[dict[str, Any]]) -> None:
-    from automaster.io import new_temp_file
+    from automaster.io import discard_temp_file, new_temp_file, release_temp_file
     from automaster.settings import FORMAT, VERSION
 
     if len(docs) == 1:
@@ -401,9 +410,10 @@ def _write_params_out(path: Path, docs: list[dict[str, Any]]) -> None:
         tmp = new_temp_file(path)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+        release_temp_file(tmp)
     except OSError as e:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            discard_temp_file(tmp)
         raise OutputError(f"cannot write settings ({one_line(e)})", path) from None
 
 
@@ -433,7 +443,9 @@ def _run(args: argparse.Namespace) -> int:
         from automaster.io import check_input_info, probe
 
         reference_info = probe(args.reference)
-        check_input_info(reference_info, downmix=True)
+        check_input_info(reference_info, downmix=True, allow_truncated=args.allow_truncated)
+        if reference_info.truncated:
+            _warn(f"{args.reference}: {reference_info.truncation_message()}; using what is there")
 
     plans, bad = _preflight(args)
     for inp, e in bad:
@@ -482,6 +494,9 @@ def _run(args: argparse.Namespace) -> int:
             reference = materialize(ref_src)
             if not isinstance(reference, ArraySource):  # pragma: no cover
                 raise UserError("cannot load the reference", args.reference)
+        from automaster.pipeline import check_reference_level
+
+        check_reference_level(reference, args.reference)  # once, not per input file
 
     notified: set[str] = set()
 
@@ -519,8 +534,85 @@ def _run(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
+# ---------------------------------------------------------------------------- signals
+class _Terminated(BaseException):
+    """Raised on the main thread by SIGTERM/SIGHUP, so they unwind like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _install_signal_handlers() -> dict[int, Any] | None:
+    """SIGINT, SIGTERM and SIGHUP raise on the main thread (KeyboardInterrupt for SIGINT,
+    _Terminated otherwise); the first one wins and later ones are ignored, so the cleanup
+    (temporary files) cannot itself be interrupted. Returns the previous handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    signums = [getattr(signal, n) for n in _STOP_SIGNALS if hasattr(signal, n)]
+
+    def handler(signum: int, frame: Any) -> None:
+        for s in signums:
+            signal.signal(s, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Terminated(signum)
+
+    previous: dict[int, Any] = {}
+    for s in signums:
+        old = signal.getsignal(s)
+        if old is signal.SIG_IGN:  # e.g. started under nohup: keep ignoring
+            continue
+        previous[s] = old
+        signal.signal(s, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any] | None) -> None:
+    import signal
+
+    for s, old in (previous or {}).items():
+        signal.signal(s, old if old is not None else signal.SIG_DFL)
+
+
+def _interrupted(signum: int) -> int:
+    """Clean up after an interrupt; returns the exit status (128 + signal number)."""
+    import signal
+
+    left = []
+    if "automaster.io" in sys.modules:
+        left = sys.modules["automaster.io"].discard_temp_files()
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    extra = f"; could not remove {', '.join(left)}" if left else ""
+    _err(f"interrupted ({name}){extra}")
+    return 128 + signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``automaster`` / ``python -m automaster``; returns the exit status."""
+    previous = _install_signal_handlers()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # landed outside _main's own handlers
+        return _interrupted(2)
+    except _Terminated as e:
+        return _interrupted(e.signum)
+    finally:
+        if "automaster.io" in sys.modules:  # nothing of ours stays behind, whatever happened
+            sys.modules["automaster.io"].discard_temp_files()
+        _restore_signal_handlers(previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)
@@ -528,8 +620,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 2
     except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
+        return _interrupted(2)
+    except _Terminated as e:
+        return _interrupted(e.signum)
     except AutomasterError as e:
         _err(str(e))
         return e.exit_code

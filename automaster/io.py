@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -107,10 +108,22 @@ class AudioInfo:
     channels: int
     format: str
     subtype: str
+    declared_frames: int | None = None  # WAV: frames the data chunk's size announces
 
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def truncated(self) -> bool:
+        """The header announces more audio than the file holds (a cut-off download/copy)."""
+        return self.declared_frames is not None and self.declared_frames > self.frames
+
+    def truncation_message(self) -> str:
+        sr = self.sample_rate or 1
+        return (f"truncated file: the header announces {self.declared_frames} frames "
+                f"({self.declared_frames / sr:.2f} s) but the file holds only {self.frames} "
+                f"({self.frames / sr:.2f} s)")
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:
@@ -130,8 +143,55 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         info = sf.info(str(p))
     except Exception as e:  # LibsndfileError, RuntimeError, TypeError from odd headers
         raise InputError(f"not a readable audio file ({_sf_reason(e)})", path) from None
+    declared = wav_declared_frames(p) if str(info.format) in ("WAV", "WAVEX", "RF64") else None
     return AudioInfo(str(p), int(info.frames), int(info.samplerate), int(info.channels),
-                     str(info.format), str(info.subtype))
+                     str(info.format), str(info.subtype), declared)
+
+
+def wav_declared_frames(path: str | os.PathLike) -> int | None:
+    """Frames announced by a RIFF/RF64 WAV's ``data`` chunk size (None when unknown).
+
+    libsndfile silently shortens the frame count to what the file holds, so a truncated WAV
+    would otherwise be mastered short without a word; compare this with ``frames``. The
+    "unknown size" conventions of streamed WAVs (0 and 0xFFFFFFFF) give None.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RF64"):
+                return None
+            ds64_data = None
+            block_align = None
+            for _ in range(4096):  # chunks before "data"; a sane file has a handful
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    return None
+                cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+                if cid == b"ds64":
+                    body = f.read(min(size, 64))
+                    if len(body) >= 16:
+                        ds64_data = struct.unpack("<Q", body[8:16])[0]
+                    f.seek(size - len(body) + (size & 1), 1)
+                elif cid == b"fmt ":
+                    body = f.read(min(size, 64))
+                    if len(body) >= 14:
+                        block_align = struct.unpack("<H", body[12:14])[0]
+                    f.seek(size - len(body) + (size & 1), 1)
+                elif cid == b"data":
+                    if head[:4] == b"RF64" and size == 0xFFFFFFFF:
+                        size = ds64_data
+                    elif size in (0, 0xFFFFFFFF):
+                        return None
+                    if not size or not block_align:
+                        return None
+                    return int(size) // int(block_align)
+                else:
+                    f.seek(size + (size & 1), 1)
+    except (OSError, struct.error, ValueError, OverflowError):
+        return None
+    return None
 
 
 def _sf_reason(e: BaseException) -> str:
@@ -139,8 +199,13 @@ def _sf_reason(e: BaseException) -> str:
     return text.replace("Error opening", "error opening") if text else type(e).__name__
 
 
-def check_input_info(info: AudioInfo, *, downmix: bool = False) -> None:
-    """Reject empty, too short, out-of-range-rate and (unless downmix) multichannel files."""
+def check_input_info(info: AudioInfo, *, downmix: bool = False,
+                     allow_truncated: bool = False) -> None:
+    """Reject empty, too short, out-of-range-rate, (unless downmix) multichannel and
+    (unless allow_truncated) truncated files."""
+    if info.truncated and not allow_truncated:
+        raise InputError(f"{info.truncation_message()}; pass --allow-truncated to use what is "
+                         f"there", info.path)
     if info.frames <= 0:
         raise InputError("empty audio file (no samples)", info.path)
     if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
@@ -349,18 +414,158 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 # ---------------------------------------------------------------------------- writing
+STALE_PART_AGE_S = 24 * 3600  # a part this old is stale whoever wrote it
+_LIVE_TEMP: set[str] = set()  # temporary files this process created and has not yet settled
+_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _host_tag() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:32] or "host"
+
+
+def _part_pattern(name: str, suffix: str) -> "re.Pattern[str]":
+    """Our temp names: ``.NAME.<pid>@<host>.<random>SUFFIX`` (current) or
+    ``.NAME.<random>SUFFIX`` (before the pid was recorded)."""
+    return re.compile(r"\." + re.escape(name) + r"\.(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.)?"
+                      r"[A-Za-z0-9_]{6,}" + re.escape(suffix))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or an odd number): assume alive
+    return True
+
+
+def remove_stale_parts(target: Path, suffix: str = ".part") -> list[Path]:
+    """Delete hidden temporary files of ``target`` left by runs that died (SIGKILL, power
+    loss): those whose writer (same host, pid in the name) no longer exists, and any older
+    than STALE_PART_AGE_S. A live run's part is never touched. Returns what was removed."""
+    import time
+
+    pat = _part_pattern(target.name, suffix)
+    host = _host_tag()
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = pat.fullmatch(entry.name)
+        if m is None or entry.path in _LIVE_TEMP:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        import stat as _stat
+
+        if not _stat.S_ISREG(st.st_mode):
+            continue
+        dead = (m.group("pid") is not None and m.group("host") == host
+                and not _pid_alive(int(m.group("pid"))))
+        if dead or now - st.st_mtime > STALE_PART_AGE_S:
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
+def _block_signals():
+    """Block the interrupt signals on this thread (returns the old mask, or None)."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    sigs = {getattr(signal, n) for n in _SIGNALS if hasattr(signal, n)}
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (OSError, ValueError):
+        return None
+
+
+def _restore_signals(mask) -> None:
+    import signal
+
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def new_temp_file(target: Path, suffix: str = ".part") -> Path:
     """Create a hidden temporary file beside ``target`` with the usual (umask) permissions
-    (mkstemp's default 0600 would otherwise survive the final os.replace)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
+    (mkstemp's default 0600 would otherwise survive the final os.replace).
+
+    The name carries this process's pid and host (``.NAME.<pid>@<host>.<random>.part``) so a
+    later run can tell a dead run's leftover (removed here, see :func:`remove_stale_parts`)
+    from a live one's. The file is registered (with the interrupt signals blocked, so no
+    Ctrl-C/SIGTERM can land between its creation and its registration) until
+    :func:`release_temp_file`; :func:`discard_temp_files` deletes whatever is still registered.
+    """
+    target = Path(target)
+    remove_stale_parts(target, suffix)
+    mask = _block_signals()
     try:
-        os.chmod(tmp, 0o666 & ~mask)
-    except OSError:
-        pass
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}@{_host_tag()}.",
+                                   suffix=suffix, dir=target.parent)
+        _LIVE_TEMP.add(tmp)
+        os.close(fd)
+    finally:
+        _restore_signals(mask)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        try:
+            os.chmod(tmp, 0o666 & ~mask)
+        except OSError:
+            pass
+    except BaseException:
+        discard_temp_file(Path(tmp))
+        raise
     return Path(tmp)
+
+
+def release_temp_file(tmp: str | os.PathLike) -> None:
+    """Forget a temporary file (it was renamed into place or deleted)."""
+    _LIVE_TEMP.discard(os.fspath(tmp))
+
+
+def discard_temp_file(tmp: str | os.PathLike) -> str | None:
+    """Delete a temporary file; returns None, or a reason when it could not be deleted (it
+    is then emptied, so at least it holds no space, and a later run removes it)."""
+    path = os.fspath(tmp)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        try:
+            os.truncate(path, 0)
+        except OSError:
+            pass
+        return one_line(e)
+    finally:
+        release_temp_file(path)
+    return None
+
+
+def discard_temp_files() -> list[str]:
+    """Delete every temporary file this process still holds (on interrupt); returns the
+    paths that could not be deleted."""
+    left = []
+    for path in sorted(_LIVE_TEMP):
+        if discard_temp_file(path) is not None:
+            left.append(path)
+    return left
 
 
 _QUANT_CHUNK = 1 << 16
@@ -418,7 +623,13 @@ class AudioWriter:
         self.sample_rate = int(sample_rate)
         self._seed = seed
         self._done = False
-        self._open()
+        self._f = None
+        try:
+            self._open()
+        except BaseException:  # an interrupt in the first milliseconds (e.g. in the import)
+            self._done = True
+            discard_temp_file(self.tmp)
+            raise
 
     def _open(self) -> None:
         import soundfile as sf
@@ -429,7 +640,7 @@ class AudioWriter:
                                    channels=self.channels, format=self.format,
                                    subtype=self.subtype, **kwargs)
         except Exception as e:
-            self.tmp.unlink(missing_ok=True)
+            discard_temp_file(self.tmp)
             raise OutputError(f"cannot write {self.format}/{self.subtype} at {self.sample_rate} "
                               f"Hz ({_sf_reason(e)})", self.path) from None
         self._rng = np.random.default_rng(self._seed) if self.bits else None
@@ -463,21 +674,26 @@ class AudioWriter:
             self._f.close()
             os.replace(self.tmp, self.path)
         except Exception as e:
-            self.abort()
-            raise OutputError(f"cannot finish the output file ({one_line(e)})", self.path) \
-                from None
+            left = self.abort()
+            extra = f"; could not remove the temporary file {self.tmp} ({left})" if left else ""
+            raise OutputError(f"cannot finish the output file ({one_line(e)}){extra}",
+                              self.path) from None
+        release_temp_file(self.tmp)
         self._done = True
 
-    def abort(self) -> None:
-        """Drop the temporary file."""
+    def abort(self) -> str | None:
+        """Drop the temporary file. Never raises: returns None, or why the file could not be
+        deleted (e.g. the folder became read-only; it is then emptied, and a later run to
+        this output removes it)."""
         if self._done:
-            return
+            return None
         self._done = True
         try:
-            self._f.close()
+            if self._f is not None:
+                self._f.close()
         except Exception:
             pass
-        self.tmp.unlink(missing_ok=True)
+        return discard_temp_file(self.tmp)
 
     def __enter__(self) -> "AudioWriter":
         return self

@@ -638,10 +638,8 @@ def _master_rest(source: Source, job: Job, emit, rewind, collected, progress: Pr
             f_ref, s_ref = ref_meter.spectrum()
             ref_spectrum = (f_ref, s_ref, ref_m.integrated_lufs)
         report["reference"] = {"file": job.reference_name, **ref_m.as_dict()}
+        _refuse_silent_reference(ref_m, job.reference_name)  # in every mode, target or not
         if job.target_lufs is None:
-            if not math.isfinite(ref_m.integrated_lufs) or ref_m.integrated_lufs < SILENCE_LUFS:
-                raise InputError("the reference is silent; cannot match its loudness",
-                                 job.reference_name)
             job.target_lufs = round(ref_m.integrated_lufs, 2)
         lap("reference_loudness")
     if job.target_lufs is None:
@@ -880,13 +878,12 @@ def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
     settings: explicit {parameter: physical value} (skips prediction). Returns a
     MasterResult with audio (channels, samples) float32 at the same rate and channel count.
     """
-    x = np.asarray(audio, dtype=np.float32)
+    x = _as_audio_array(audio, "audio")
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
         raise ValueError(f"audio must be (channels, samples) or (samples,), got shape {x.shape}")
-    if x.shape[0] > x.shape[1]:
-        raise ValueError(f"audio must be (channels, samples); got {x.shape} (transposed?)")
+    _check_orientation(x, "audio")
     if x.shape[0] not in (1, 2):
         raise ValueError(f"audio must be mono or stereo, got {x.shape[0]} channels")
     _check_args(sample_rate, target_lufs, ceiling_dbtp, intensity)
@@ -913,11 +910,12 @@ def _reference_source(reference: Any, sample_rate: int) -> tuple[Source, str]:
         data, sr = read_audio(reference)
         name = os.fspath(reference)
     else:
-        data, sr, name = np.asarray(reference, dtype=np.float32), int(sample_rate), "reference"
+        data, sr, name = _as_audio_array(reference, "reference"), int(sample_rate), "reference"
         if data.ndim == 1:
             data = data[None, :]
-        if data.ndim != 2 or data.shape[0] > data.shape[1]:
+        if data.ndim != 2:
             raise ValueError(f"reference must be (channels, samples), got shape {data.shape}")
+        _check_orientation(data, "reference")
         if not np.isfinite(data).all():
             raise ValueError("reference contains NaN or infinite samples")
         if data.shape[1] < int(0.4 * sr):
@@ -927,6 +925,61 @@ def _reference_source(reference: Any, sample_rate: int) -> tuple[Source, str]:
 
         data = downmix_matrix(data.shape[0]) @ data
     return ArraySource(data, sr), name
+
+
+# ---- input checks for the public API and the reference (issue #9) ----
+def _as_audio_array(audio: Any, what: str) -> np.ndarray:
+    """An API caller's samples -> float32 ndarray, full scale 1.0.
+
+    Float arrays (and float tensors, detached from autograd) are taken as they are; integer
+    PCM (int8/int16/int32, and offset-binary uint8) is divided by its full scale; anything
+    else (bool, complex, other integer widths, objects, strings) is a TypeError.
+    """
+    if hasattr(audio, "detach") and hasattr(audio, "cpu") and hasattr(audio, "numpy"):
+        t = audio.detach().cpu()  # a tensor that requires grad: its values, without the graph
+        if t.is_floating_point():
+            t = t.float()  # float16/bfloat16 have no numpy twin
+        audio = t.numpy()
+    x = np.asarray(audio)
+    kind, dt = x.dtype.kind, x.dtype
+    if kind == "f":
+        return x.astype(np.float32, copy=False)
+    if kind in "iu" and dt.itemsize <= 4 and not (kind == "u" and dt.itemsize > 1):
+        full = float(2 ** (8 * dt.itemsize - 1))
+        offset = full if kind == "u" else 0.0  # 8-bit WAV PCM is unsigned, centred on 128
+        return ((x.astype(np.float64) - offset) / full).astype(np.float32)
+    if kind == "b":
+        raise TypeError(f"{what} is a bool array; pass float samples in [-1, 1] (or int16/int32 PCM)")
+    if kind == "c":
+        raise TypeError(f"{what} is complex; pass real float samples in [-1, 1]")
+    if kind in "iu":
+        raise TypeError(f"{what} has dtype {dt}; integer PCM must be int8, int16, int32 or "
+                        f"uint8 (a Python list of ints is int64: convert to float in [-1, 1])")
+    raise TypeError(f"{what} has dtype {dt}; pass float samples in [-1, 1]")
+
+
+def _check_orientation(x: np.ndarray, what: str) -> None:
+    if x.shape[0] > x.shape[1]:
+        if x.shape[1] <= 8:
+            raise ValueError(f"{what} has shape {x.shape}, which looks like (samples, channels); "
+                             f"pass it transposed ({what}.T) as (channels, samples)")
+        raise ValueError(f"{what} must be (channels, samples); got {x.shape} (transposed?)")
+
+
+def _refuse_silent_reference(m: Measurement, name: str) -> None:
+    """A silent or near-silent reference gives nothing to match (its spectrum and width are
+    noise): refuse it whether or not a loudness target is given."""
+    if (not math.isfinite(m.integrated_lufs) or m.integrated_lufs < SILENCE_LUFS
+            or not math.isfinite(m.sample_peak_dbfs) or m.sample_peak_dbfs < SILENCE_PEAK_DBFS):
+        raise InputError(f"the reference is silent or near-silent ({_fmt(m.integrated_lufs)} "
+                         f"LUFS, peak {_fmt(m.sample_peak_dbfs)} dBFS); there is nothing to "
+                         f"match", name)
+
+
+def check_reference_level(reference: Source, name: str) -> None:
+    """Measure a reference once and refuse it if silent (the CLI calls this up front)."""
+    _refuse_silent_reference(measure_source(reference, true_peak=False, name=name).result(),
+                             name)
 
 
 def _check_args(sample_rate: Any, target_lufs: Any, ceiling_dbtp: Any, intensity: Any) -> None:

@@ -23,6 +23,7 @@ from automaster.errors import SettingsError, one_line
 
 FORMAT = "automaster-settings"
 VERSION = 1
+MAX_FILE_BYTES = 16 << 20  # a settings file is a few kB; refuse anything absurd before parsing
 
 
 def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -33,12 +34,19 @@ def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
     if p.is_dir():
         raise SettingsError("is a folder, not a settings JSON file", path)
     try:
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise SettingsError(f"too large for a settings file ({p.stat().st_size} bytes; at "
+                                f"most {MAX_FILE_BYTES})", path)
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise SettingsError(f"cannot read settings ({one_line(e)})", path) from None
     except json.JSONDecodeError as e:
         raise SettingsError(f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})",
                             path) from None
+    except RecursionError:
+        raise SettingsError("invalid settings JSON (nested too deeply)", path) from None
+    except (ValueError, OverflowError) as e:  # e.g. an integer of thousands of digits
+        raise SettingsError(f"invalid settings JSON ({one_line(e)})", path) from None
     return parse_settings(data, path)
 
 
@@ -54,11 +62,16 @@ def parse_settings(data: Any, path: str | os.PathLike | None = None) -> dict[str
     out: dict[str, float] = {}
     for name, value in data.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SettingsError(f"parameter {name!r} must be a number, got {json.dumps(value)}",
-                                path)
-        if not math.isfinite(float(value)):
+            shown = one_line(json.dumps(value) if not isinstance(value, (dict, list))
+                             else type(value).__name__)[:60]
+            raise SettingsError(f"parameter {name!r} must be a number, got {shown}", path)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             raise SettingsError(f"parameter {name!r} is not finite", path)
-        out[str(name)] = float(value)
+        out[str(name)] = number
     return out
 
 

@@ -30,6 +30,14 @@ _REQUIRED = {
     "sample_rate": int, "model_config": dict, "feature_settings": dict, "range_table": list,
 }
 _RANGE_KEYS = ("name", "low", "high", "scale", "unit")
+# Sanity bounds on untrusted metadata, checked before anything is allocated (issue #9). They
+# do not depend on the current chain: the range-table comparison decides whether it fits.
+MAX_METADATA_BYTES = 16 << 20
+MAX_CHAIN_PARAMS = 1024
+MAX_HIDDEN_LAYERS = 32
+MAX_COND_DIM = 4096
+MAX_MELS = 256
+MAX_WINDOWS = 256
 
 
 class CheckpointError(ValueError):
@@ -95,6 +103,68 @@ def _atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _int_in(value: Any, low: int, high: int, what: str, where: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CheckpointError(f"{where}: {what} must be an integer, got {_short(value)}")
+    if not low <= value <= high:
+        raise CheckpointError(f"{where}: {what} = {_short(value)} is outside [{low}, {high}]")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 \
+        else f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_metadata_sizes(meta: dict[str, Any], where: Path) -> int:
+    """Bound every size in untrusted metadata before anything is built or allocated.
+
+    Checks the sample rate, range-table and parameter-name lengths, the feature settings
+    (n_mels, n_windows) and the network's shape (layer count, widths, cond_dim), and
+    computes the network's parameter count from them with integer arithmetic, refusing it
+    above ``model.network.MAX_PARAMETERS``. Returns the expected number of weight values
+    (parameters and buffers), which bounds the size of the weights file.
+    """
+    from model.features import DESCRIPTORS, MAX_SAMPLE_RATE, MEL_STATS, MIN_SAMPLE_RATE
+    from model.network import MAX_PARAMETERS
+
+    _int_in(meta["sample_rate"], MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, "sample_rate", where)
+    _int_in(len(meta["range_table"]), 1, MAX_CHAIN_PARAMS, "range table length", where)
+    config = meta["model_config"]
+    num_params = _int_in(config.get("num_params"), 1, MAX_CHAIN_PARAMS, "model_config num_params",
+                         where)
+    names = config.get("param_names")
+    if names is not None and (not isinstance(names, list) or len(names) > MAX_CHAIN_PARAMS):
+        raise CheckpointError(f"{where}: model_config param_names must be a list of at most "
+                              f"{MAX_CHAIN_PARAMS} names")
+    feats = config.get("features", {}) or {}
+    net = config.get("network", {}) or {}
+    if not isinstance(feats, dict) or not isinstance(net, dict):
+        raise CheckpointError(f"{where}: model_config features and network must be objects")
+    n_mels = _int_in(feats.get("n_mels", 64), 4, MAX_MELS, "features n_mels", where)
+    _int_in(feats.get("n_windows", 8), 1, MAX_WINDOWS, "features n_windows", where)
+    if "sample_rate_hz" in feats:
+        _int_in(feats["sample_rate_hz"], MIN_SAMPLE_RATE, MAX_SAMPLE_RATE,
+                "features sample_rate_hz", where)
+    cond = _int_in(net.get("cond_dim", 64), 0, MAX_COND_DIM, "network cond_dim", where)
+    hidden = net.get("hidden", [512, 512, 256])
+    if not isinstance(hidden, list) or not 1 <= len(hidden) <= MAX_HIDDEN_LAYERS:
+        raise CheckpointError(f"{where}: network hidden must be a list of 1 to "
+                              f"{MAX_HIDDEN_LAYERS} layer sizes")
+    width = feature_dim = len(MEL_STATS) * n_mels + len(DESCRIPTORS)
+    total = 0
+    for i, h in enumerate(hidden):
+        h = _int_in(h, 1, MAX_PARAMETERS, f"network hidden[{i}]", where)
+        total += width * h + h + 2 * h + (2 * h * cond + 2 * h if cond else 0)
+        width = h
+    total += width * num_params + num_params
+    if total > MAX_PARAMETERS:
+        raise CheckpointError(f"{where}: the network described would have {total} parameters, "
+                              f"more than the {MAX_PARAMETERS} limit; refusing to build it")
+    return total + 2 * feature_dim
 
 
 def _compare_range_tables(saved: list, current: list[dict[str, Any]], where: Path) -> None:
@@ -229,12 +299,20 @@ def read_metadata(path_or_name: str | os.PathLike) -> dict[str, Any]:
     if not json_path.exists():
         raise CheckpointError(f"{json_path}: checkpoint metadata file not found")
     try:
+        size = json_path.stat().st_size
+        if size > MAX_METADATA_BYTES:
+            raise CheckpointError(f"{json_path}: metadata file too large ({size} bytes; at most "
+                                  f"{MAX_METADATA_BYTES})")
         meta = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{json_path}: cannot read metadata ({_one_line(e)})") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{json_path}: corrupt metadata JSON ({e.msg} at line {e.lineno} "
                               f"column {e.colno})") from None
+    except RecursionError:
+        raise CheckpointError(f"{json_path}: corrupt metadata JSON (nested too deeply)") from None
+    except (ValueError, OverflowError) as e:  # e.g. integers of thousands of digits
+        raise CheckpointError(f"{json_path}: corrupt metadata JSON ({_one_line(e)})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{json_path}: metadata must be a JSON object")
     if meta.get("format") != FORMAT:
@@ -251,6 +329,7 @@ def read_metadata(path_or_name: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
             raise CheckpointError(f"{json_path}: metadata key {key!r} must be {typ.__name__}, "
                                   f"got {type(meta[key]).__name__}")
+    check_metadata_sizes(meta, json_path)
     return meta
 
 
@@ -270,6 +349,11 @@ def load_checkpoint(path_or_name: str | os.PathLike, device: str | torch.device 
     weights_path = stem.with_suffix(".safetensors")   # the pair may have been renamed together
     if not weights_path.exists():
         raise CheckpointError(f"{weights_path}: checkpoint weights file not found")
+    values = check_metadata_sizes(meta, json_path)
+    limit = 8 * values + (1 << 20)  # float64 at most, plus the safetensors header
+    if weights_path.stat().st_size > limit:
+        raise CheckpointError(f"{weights_path}: weights file is {weights_path.stat().st_size} "
+                              f"bytes, far more than the {values} values the metadata describes")
 
     if check_range_table:
         try:

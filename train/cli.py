@@ -68,13 +68,36 @@ def _share_run_stamp(argv: list[str]) -> list[str]:
     return argv
 
 
+class _UserStop(BaseException):
+    """A user mistake (bad data, unusable checkpoint folder) travelling out of Hydra, which
+    would otherwise print it with a traceback and exit 1. BaseException so that Hydra's
+    ``except Exception`` reporting lets it through to :func:`main` (one line, exit 2)."""
+
+
+def _user_message(e: BaseException) -> str:
+    """One line for a user error; an error re-raised from a DataLoader worker carries the
+    worker's traceback in its text: keep its last line, the original message."""
+    text = str(e)
+    if "Original Traceback" in text:
+        import re
+
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        text = re.sub(r"^[\w.]+Error: ", "", last.strip())
+    return " ".join(text.split())
+
+
 def _task(cfg: Any) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from train.data import DataError
     from train.loop import train
+    from train.state import StateError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = train(cfg, run_dir)
+    try:
+        summary = train(cfg, run_dir)
+    except (DataError, StateError) as e:
+        raise _UserStop(_user_message(e)) from None
     val = summary.get("validation") or {}
     return val.get("mrstft")  # the value a sweeper would minimize
 
@@ -92,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [saved[0] if saved else "automaster-train", *args]
     try:
         app()
+    except _UserStop as e:
+        print(f"automaster-train: error: {e}", file=sys.stderr, flush=True)
+        return 2
     finally:
         sys.argv = saved
         _destroy_process_group()

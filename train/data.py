@@ -56,6 +56,12 @@ _RESAMPLE_WINDOW = ("kaiser", 10.0)  # ~100 dB stop-band attenuation
 _RESAMPLE_HALF_WIDTH = 10  # resample_poly's filter half-length, in units of max(up, down)
 
 
+class DataError(RuntimeError):
+    """A problem with the training data that the user must fix (a bad path, unreadable or
+    too-short files, no room for a validation split). ``automaster-train`` reports it in
+    one line and exits with status 2."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Track:
     """One audio file. ``group`` is the split key (album, artist or package), prefixed by source."""
@@ -100,6 +106,25 @@ def scan_folder(root: Path | str, group_by: Literal["parent", "top", "file"] = "
             key = rel.as_posix()
         tracks.append(Track(path, f"folder:{key}", "folder"))
     return tracks
+
+
+def probe_durations(tracks: Sequence[Track]) -> tuple[list[Track], list[tuple[Path, str]]]:
+    """Read each track's header: (tracks with ``duration_s`` set, [(path, reason)] for the
+    files that cannot be opened). Tracks that already know their duration are kept as is."""
+    good, bad = [], []
+    for t in tracks:
+        if t.duration_s is not None:
+            good.append(t)
+            continue
+        try:
+            info = sf.info(str(t.path))
+            if info.samplerate <= 0 or info.frames <= 0:
+                raise ValueError("no audio frames")
+        except Exception as exc:  # LibsndfileError, RuntimeError, TypeError from odd headers
+            bad.append((t.path, " ".join(str(exc).split()) or type(exc).__name__))
+            continue
+        good.append(dataclasses.replace(t, duration_s=float(info.frames) / float(info.samplerate)))
+    return good, bad
 
 
 def scan_musdb(root: Path | str, subsets: Sequence[str] = ("train", "test")) -> list[Track]:
@@ -495,10 +520,15 @@ class ExcerptDataset(Dataset):
         self.config = config or ExcerptConfig()
         kept = split_tracks(tracks, split, val_fraction, split_salt)
         self.tracks: list[Track] = [t for t in kept if t.duration_s is None or t.duration_s >= self.config.excerpt_s]
-        if len(self.tracks) < len(kept):
-            LOG.info("%d tracks shorter than %.1f s left out", len(kept) - len(self.tracks), self.config.excerpt_s)
+        short = len(kept) - len(self.tracks)
+        if short:
+            LOG.warning("%d of %d %s tracks are shorter than the %.1f s excerpt: left out", short, len(kept), split,
+                        self.config.excerpt_s)
         if not self.tracks:
-            raise ValueError(f"no tracks for split {split!r} (of {len(tracks)} given, val_fraction={val_fraction})")
+            why = (f"all {short} of its tracks are shorter than the {self.config.excerpt_s:g} s excerpt" if short
+                   else "the split holds no track group")
+            raise ValueError(f"no tracks for split {split!r} ({why}; {len(tracks)} tracks given, "
+                             f"val_fraction={val_fraction})")
         if num_excerpts is not None and num_excerpts < 1:
             raise ValueError(f"num_excerpts must be >= 1, got {num_excerpts}")
         self.num_excerpts = num_excerpts or len(self.tracks)
@@ -556,6 +586,7 @@ class ExcerptDataset(Dataset):
         track_idx = int(self._epoch_order()[index % len(self.tracks)])
         best: Excerpt | None = None
         failed = False
+        last_error = ""
         for attempt in range(cfg.max_tries):
             if attempt and (failed or attempt % cfg.tries_per_track == 0):
                 track_idx = int(rng.integers(len(self.tracks)))
@@ -572,6 +603,7 @@ class ExcerptDataset(Dataset):
             except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
                 LOG.warning("unreadable track %s: %s", track.path, exc)
                 failed = True
+                last_error = f"{track.path}: {' '.join(str(exc).split())}"
                 continue
             failed = False
             level = level_db(audio)
@@ -581,7 +613,7 @@ class ExcerptDataset(Dataset):
             if best is None or level > best.level_db:
                 best = candidate
         if best is None:
-            raise RuntimeError(f"item {index}: no readable track in {cfg.max_tries} tries")
+            raise DataError(f"item {index}: no readable track in {cfg.max_tries} tries (last: {last_error})")
         LOG.debug("item %d: no excerpt above %.1f dB in %d tries", index, cfg.silence_db, cfg.max_tries)
         return best
 
@@ -599,6 +631,14 @@ class FolderDataset(ExcerptDataset):
         tracks = scan_folder(root, group_by)
         if not tracks:
             raise ValueError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) under {root}")
+        tracks, bad = probe_durations(tracks)  # durations: short tracks are filtered, not zero-padded
+        for path, reason in bad[:5]:
+            LOG.warning("unreadable audio file %s: %s", path, reason)
+        if len(bad) > 5:
+            LOG.warning("... and %d more unreadable files under %s", len(bad) - 5, root)
+        if not tracks:
+            raise ValueError(f"none of the {len(bad)} audio files under {root} is readable "
+                             f"(e.g. {bad[0][0].name}: {bad[0][1]})")
         super().__init__(tracks, config, split=split, val_fraction=val_fraction, split_salt=split_salt,
                          num_excerpts=num_excerpts)
 

@@ -42,8 +42,10 @@ def build_source(data_cfg: DictConfig, split: str, sample_rate: int, seed: int, 
     """Source of ``split`` ("train" or "val") at ``sample_rate`` for ``data_cfg``; excerpts
     last ``seconds`` (default ``data.excerpt_seconds``).
 
-    Raises ValueError when the split has no tracks (e.g. a single-album style folder
-    grouped by album has no validation split: use ``data.group_by=file``).
+    Raises :class:`train.data.DataError` (one line, naming the data) for a user's data
+    problem: a missing ``data.path``, a folder without readable audio, tracks all shorter
+    than an excerpt, or a split without tracks (e.g. a single-album style folder grouped by
+    album has no validation split: use ``data.group_by=file``, or ``data.val_items=0``).
     """
     kind = str(data_cfg.kind)
     seconds = float(seconds or data_cfg.excerpt_seconds)
@@ -64,8 +66,35 @@ def build_source(data_cfg: DictConfig, split: str, sample_rate: int, seed: int, 
     )
     common = {"split": split, "val_fraction": float(data_cfg.get("val_fraction", 0.1)), "split_salt": str(data_cfg.get("split_salt", ""))}
     if OmegaConf.is_missing(data_cfg, "path") or data_cfg.get("path") in (None, ""):
-        raise ValueError(f"data.path must be set for data.kind={kind}")
+        raise tdata.DataError(f"data.path must be set for data.kind={kind} (e.g. data.path=MY_MASTERS/)")
     path = Path(str(data_cfg.path)).expanduser()
+    try:
+        ds = _dataset(kind, path, data_cfg, config, common)
+    except tdata.DataError:
+        raise
+    except (ValueError, OSError) as e:
+        msg = " ".join(str(e).split())
+        if split == "val":
+            msg += ("; the data is too small to hold a validation split: add tracks (or albums), use "
+                    "data.group_by=file, or set data.val_items=0 to train without validation")
+        raise tdata.DataError(f"data.kind={kind} data.path={path}: {msg}") from None
+    cache = data_cfg.get("cache")
+    if cache:
+        from train.cache import INDEX, AudioCache
+
+        cache = Path(str(cache)).expanduser()
+        if (cache / INDEX).exists():
+            ds.cache = AudioCache(cache)
+            log.info("data %s split %s: excerpts sliced from the decoded cache %s", kind, split, cache)
+        else:
+            log.info("no decoded cache at %s (python -m train.cache builds it): decoding files", cache)
+    log.info("data %s split %s: %d tracks in %d groups", kind, split, len(ds.tracks), len(ds.groups))
+    return DatasetSource(ds)
+
+
+def _dataset(kind: str, path: Path, data_cfg: DictConfig, config, common: dict):
+    from train import data as tdata
+
     if kind == "manifest":
         if not path.exists():
             raise ValueError(f"corpus manifest {path} not found; build it with `python -m train.corpus --out {path.parent}`")
@@ -79,15 +108,4 @@ def build_source(data_cfg: DictConfig, split: str, sample_rate: int, seed: int, 
         ds = cls(path, config, metadata=data_cfg.get("metadata"), group_by=str(data_cfg.get("group_by", "album")), **common)
     else:
         raise ValueError(f"unknown data.kind {kind!r}; choose generated, manifest, folder, musdb, fma or jamendo")
-    cache = data_cfg.get("cache")
-    if cache:
-        from train.cache import INDEX, AudioCache
-
-        cache = Path(str(cache)).expanduser()
-        if (cache / INDEX).exists():
-            ds.cache = AudioCache(cache)
-            log.info("data %s split %s: excerpts sliced from the decoded cache %s", kind, split, cache)
-        else:
-            log.info("no decoded cache at %s (python -m train.cache builds it): decoding files", cache)
-    log.info("data %s split %s: %d tracks in %d groups", kind, split, len(ds.tracks), len(ds.groups))
-    return DatasetSource(ds)
+    return ds

@@ -33,6 +33,10 @@ from safetensors.torch import load_file, save_file
 STATE_VERSION = 1
 
 
+class StateError(ValueError):
+    """A training checkpoint folder that cannot be used (a user-facing, one-line problem)."""
+
+
 # ----------------------------------------------------------------------------- RNG
 def _bytes_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a).view(np.uint8).copy())
@@ -181,8 +185,21 @@ def save_training_checkpoint(
     return final
 
 
+def _inside(root: Path, cand: Path) -> bool:
+    """``cand`` (symlinks resolved) is a folder directly inside ``root``."""
+    try:
+        return cand.resolve().parent == root.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
 def find_latest_checkpoint(path: str | os.PathLike) -> Path | None:
-    """A run dir, its ``checkpoints/`` dir or a ``step_*`` dir -> newest complete step dir."""
+    """A run dir, its ``checkpoints/`` dir or a ``step_*`` dir -> newest complete step dir.
+
+    ``latest.json``'s ``dir`` must name a folder inside the checkpoints folder (after
+    resolving symlinks and ``..``); anything else is refused with a StateError, and step
+    folders that resolve outside it are ignored.
+    """
     p = Path(path)
     if (p / "state.json").exists():
         return p
@@ -190,12 +207,18 @@ def find_latest_checkpoint(path: str | os.PathLike) -> Path | None:
     latest = root / "latest.json"
     if latest.exists():
         try:
-            cand = root / json.loads(latest.read_text(encoding="utf-8"))["dir"]
+            name = json.loads(latest.read_text(encoding="utf-8"))["dir"]
+        except (ValueError, KeyError, TypeError, OSError, RecursionError):
+            name = None  # unreadable pointer: fall back to scanning the step folders
+        if name is not None:
+            if not isinstance(name, str) or not _inside(root, root / name):
+                raise StateError(f"{latest}: 'dir' {str(name)[:80]!r} points outside the "
+                                 f"checkpoint folder {root}; refusing to load it")
+            cand = root / name
             if (cand / "state.json").exists():
                 return cand
-        except (ValueError, KeyError, OSError):
-            pass
-    complete = sorted(d for d in root.glob("step_*") if (d / "state.json").exists())
+    complete = sorted(d for d in root.glob("step_*") if (d / "state.json").exists()
+                      and _inside(root, d))
     return complete[-1] if complete else None
 
 
