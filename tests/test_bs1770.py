@@ -32,9 +32,7 @@ def _dsp_true_peak_db(x: np.ndarray, fs: int) -> float:
         return float(true_peak(torch.as_tensor(x, dtype=torch.float32)[None], fs)[0])
 
 
-def _signals(fs: int) -> dict[str, np.ndarray]:
-    from conftest import band_limited_noise, music_like
-
+def _signals(fs: int, music_like, band_limited_noise) -> dict[str, np.ndarray]:
     n = int(0.5 * fs)
     t = np.arange(n)
     quarter = np.sin(np.pi / 2 * t + np.pi / 4)  # fs/4 sine, peaks exactly between samples
@@ -51,8 +49,8 @@ def _signals(fs: int) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("fs", [44100, 48000])
-def test_report_meter_and_dsp_true_peak_agree(fs):
-    for name, x in _signals(fs).items():
+def test_report_meter_and_dsp_true_peak_agree(fs, make_music, make_band_noise):
+    for name, x in _signals(fs, make_music, make_band_noise).items():
         x = np.asarray(x, dtype=np.float32)
         a = measure(x, fs).true_peak_dbtp
         b = measure(x, fs, block=37).true_peak_dbtp  # streamed in small blocks
@@ -64,19 +62,18 @@ def test_report_meter_and_dsp_true_peak_agree(fs):
 @pytest.mark.parametrize("fs", [44100, 48000])
 @pytest.mark.parametrize("ceiling", [-1.0, -0.3])
 @pytest.mark.parametrize("kind", ["white_noise", "near_nyquist_noise", "music"])
-def test_limited_signal_reads_the_ceiling_on_the_report_meter(fs, ceiling, kind, ref_true_peak_db):
+def test_limited_signal_reads_the_ceiling_on_the_report_meter(fs, ceiling, kind, make_music, make_band_noise,
+                                                              ref_true_peak_db):
     """Limited 9 dB into the ceiling, the report's true peak sits at the ceiling (within 0.02
     dB: the gain's own modulation moves the in-between values a little); scipy's independent
     4x resample_poly stays within the 0.1 dB the limiter tests allow."""
-    from conftest import band_limited_noise, music_like
-
     rng = np.random.default_rng(7)
     if kind == "white_noise":
         x = rng.standard_normal((2, int(0.5 * fs)))
     elif kind == "near_nyquist_noise":
-        x = band_limited_noise(fs, 0.5, channels=2, seed=4, high_fraction=0.45)
+        x = make_band_noise(fs, 0.5, channels=2, seed=4, high_fraction=0.45)
     else:
-        x = music_like(fs, 0.5, channels=2, seed=5)
+        x = make_music(fs, 0.5, channels=2, seed=5)
     x = (x * 10 ** ((ceiling + 9) / 20) / np.abs(x).max()).astype(np.float32)
     for release_ms in (10.0, 100.0):
         with torch.no_grad():
