@@ -2,13 +2,21 @@
 PY := $(shell .ci/env.sh)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test bench env
+.PHONY: demo test bench env commands
 
 env:
 	@echo "python: $(PY)"
 
-demo:
-	$(PY) -m automaster automaster/examples/example.ogg -o example_master.wav --report --force
+# .venv: this checkout installed (editable) over the cached environment, so the README's
+# `automaster ...` and `automaster-train ...` commands exist after `source .venv/bin/activate`
+commands: .venv/bin/automaster
+
+.venv/bin/automaster: pyproject.toml .ci/env.sh .ci/overlay-venv.sh
+	.ci/overlay-venv.sh .venv $(PY)
+	.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+
+demo: commands
+	.venv/bin/automaster automaster/examples/example.ogg -o example_master.wav --report --force
 
 test:
 	$(PY) -m pytest -q

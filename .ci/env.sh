@@ -10,9 +10,12 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.automaster-stamp" 2>/dev/null
     echo "setting up $venv (torch is large: a few minutes on first run)" >&2
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --upgrade pip wheel >&2
+    # setuptools as pyproject.toml's build-system asks: the wheel check and `make demo`'s
+    # editable install build without isolation, from this environment
+    "$venv/bin/python" -m pip install -q --upgrade pip wheel "setuptools>=68" >&2
     # dependencies only: the code runs from the checkout (PYTHONPATH), so one cached
-    # environment serves every clone
+    # environment serves every clone (`make demo` installs the checkout into its own .venv
+    # on top of this one; .ci/wheel-check.sh installs the wheel into a throwaway one)
     "$venv/bin/python" -m pip install -q "$here[dev,bench]" >&2
     "$venv/bin/python" -m pip uninstall -q -y automaster >&2
     echo "$stamp" > "$venv/.automaster-stamp"

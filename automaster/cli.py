@@ -130,7 +130,7 @@ class _Preload:
             import torch  # noqa: F401
 
             import automaster.pipeline  # noqa: F401
-            import dsp  # noqa: F401
+            import dsp.chain  # noqa: F401  (dsp imports its modules lazily)
             import model.checkpoint  # noqa: F401
         except BaseException as e:  # re-raised on the main thread
             self.error = e

@@ -4,13 +4,17 @@ Why not the torch meters in ``dsp``: these run block by block with carried filte
 a 60-minute file is measured in bounded memory, and they cost no torch import. Audio blocks
 are ``(channels, samples)`` arrays fed in order to :meth:`Meter.process`.
 
+The definitions (K-weighting coefficients, block structure, gates, loudness range and the
+true-peak interpolator) are ``dsp._bs1770``'s, the same ones ``dsp``'s torch meters and the
+limiter use; that module is numpy only, so importing this one does not import torch.
+
 - Integrated loudness: ITU-R BS.1770-4 (K-weighting, 400 ms blocks on a 100 ms hop, absolute
   gate -70 LUFS, relative gate -10 LU). Channel weights are 1 (mono and stereo only).
 - Loudness range: EBU Tech 3342 (3 s short-term windows on a 100 ms hop, gates -70 LUFS and
   -20 LU, 10th to 95th percentile). NaN when fewer than two windows pass.
-- True peak: the 4x polyphase interpolator of ``scipy.signal.resample_poly(x, 4, 1)``
-  (81-tap Kaiser(5) windowed sinc), evaluated only where a bound says the peak could be,
-  so it equals ``max |resample_poly(x, 4, 1)|`` exactly while costing a fraction of it.
+- True peak: the limiter's 4x interpolator (24 taps per phase, Kaiser-windowed sinc),
+  evaluated only where a bound says the peak could be, so it equals ``dsp.true_peak`` while
+  costing a fraction of a full 4x upsampling.
 - Crest factor: sample peak (dBFS) minus RMS (dBFS, all channels pooled).
 """
 
@@ -23,16 +27,26 @@ from typing import Any
 
 import numpy as np
 
-ABSOLUTE_GATE_LUFS = -70.0
-RELATIVE_GATE_LU = -10.0
-LRA_RELATIVE_GATE_LU = -20.0
+from dsp._bs1770 import (  # one definition, shared with dsp (numpy only: no torch import)
+    ABSOLUTE_GATE_LUFS,
+    LRA_RELATIVE_GATE_LU,
+    LUFS_OFFSET,
+    MOMENTARY_HOPS,
+    RELATIVE_GATE_LU,
+    SHORT_TERM_HOPS,
+    TP_AFTER,
+    TP_BEFORE,
+    gated_loudness,
+    hop_samples,
+    interpolation_kernel,
+    k_weighting_sos,
+)
+from dsp._bs1770 import loudness_range as _loudness_range
 
-# BS.1770 K-weighting prototype (pre-filter high shelf + RLB high-pass), as analog
-# parameters so the filter can be re-derived at any rate.
-_SHELF_HZ, _SHELF_GAIN_DB, _SHELF_Q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
-_HP_HZ, _HP_Q = 38.13547087602444, 0.5003270373238773
+__all__ = ["ABSOLUTE_GATE_LUFS", "LRA_RELATIVE_GATE_LU", "RELATIVE_GATE_LU", "BackgroundMeter", "Measurement",
+           "Meter", "gated_loudness", "k_weighting_sos", "measure", "tp_taps", "true_peak_positions"]
 
-TP_HALF = 10  # input samples either side used by the 4x interpolator
+TP_CONTEXT = TP_BEFORE + TP_AFTER  # input samples kept between blocks for the interpolator
 
 
 def _to_db(value: float, power: bool = False) -> float:
@@ -41,46 +55,12 @@ def _to_db(value: float, power: bool = False) -> float:
     return (10.0 if power else 20.0) * math.log10(value)
 
 
-def k_weighting_sos(sample_rate: float) -> np.ndarray:
-    """(2, 6) second-order sections of the K-weighting filter at ``sample_rate``.
-
-    The shelf uses the bilinear form whose 48 kHz coefficients are BS.1770's table; the
-    high-pass numerator is scaled to unity gain at high frequencies (the table's
-    [1, -2, 1] adds about +0.04 dB there).
-    """
-    k = math.tan(math.pi * _SHELF_HZ / sample_rate)
-    vh = 10.0 ** (_SHELF_GAIN_DB / 20.0)
-    vb = vh ** 0.4996667741545416
-    a0 = 1.0 + k / _SHELF_Q + k * k
-    shelf = [(vh + vb * k / _SHELF_Q + k * k) / a0, 2.0 * (k * k - vh) / a0,
-             (vh - vb * k / _SHELF_Q + k * k) / a0, 1.0, 2.0 * (k * k - 1.0) / a0,
-             (1.0 - k / _SHELF_Q + k * k) / a0]
-    k = math.tan(math.pi * _HP_HZ / sample_rate)
-    a0 = 1.0 + k / _HP_Q + k * k
-    hp = [1.0 / a0, -2.0 / a0, 1.0 / a0, 1.0, 2.0 * (k * k - 1.0) / a0,
-          (1.0 - k / _HP_Q + k * k) / a0]
-    return np.array([shelf, hp], dtype=np.float64)
-
-
-def resample_poly_filter() -> np.ndarray:
-    """The 81-tap lowpass ``scipy.signal.resample_poly(x, 4, 1)`` designs, times 4:
-    firwin(81, 1/4, window=("kaiser", 5.0)), i.e. a Kaiser(5)-windowed sinc at a quarter
-    band, scaled to unit DC gain (written out so the meters need no scipy.signal)."""
-    n = 8 * TP_HALF + 1
-    m = np.arange(n) - (n - 1) / 2.0
-    h = 0.25 * np.sinc(0.25 * m) * np.kaiser(n, 5.0)
-    return 4.0 * h / h.sum()
-
-
 def _tp_phase_taps() -> np.ndarray:
-    """(2*TP_HALF+1, 4) taps: column phi gives y[4n+phi] from x[n-TP_HALF .. n+TP_HALF],
-    the polyphase form of :func:`resample_poly_filter`."""
-    h = resample_poly_filter()
-    taps = np.zeros((2 * TP_HALF + 1, 4))
-    for phi in range(4):
-        for m, t in enumerate(h[phi::4]):
-            # y[4n+phi] += t * x[n + TP_HALF - m]; row j <-> x[n - TP_HALF + j]
-            taps[2 * TP_HALF - m, phi] = t
+    """(TP_CONTEXT + 1, 4) taps: column phi gives x(n + phi/4) from x[n - TP_BEFORE .. n + TP_AFTER]
+    (row j <-> x[n - TP_BEFORE + j]); column 0 is the sample itself."""
+    taps = np.zeros((TP_CONTEXT + 1, 4))
+    taps[TP_BEFORE, 0] = 1.0
+    taps[:, 1:] = interpolation_kernel().T
     return taps
 
 
@@ -99,13 +79,13 @@ def true_peak_positions(buf: np.ndarray, lo: int, hi: int, floor: float,
                         segment: int = 1 << 15) -> float:
     """Largest |4x interpolated value| of rows ``buf`` (channels, n) at centres [lo, hi).
 
-    Centres need TP_HALF samples of context on both sides inside ``buf``. Work goes by
+    Centres need TP_BEFORE samples of context before and TP_AFTER after inside ``buf``. Work goes by
     segments, loudest first; a segment whose bound (L1 norm of the taps times its largest
     |sample|) cannot beat the best value so far is skipped. Returns max(floor, found).
     """
     taps = tp_taps().astype(np.float32)
     l1 = float(np.abs(taps).sum(axis=0).max())
-    # per phase, only the non-zero taps (phase 0 of the quarter-band sinc is one tap)
+    # per phase, only the non-zero taps (phase 0 is one tap)
     phases = [[(j, float(taps[j, phi])) for j in range(taps.shape[0]) if abs(taps[j, phi]) > 1e-12]
               for phi in range(taps.shape[1])]
     best = floor
@@ -113,7 +93,7 @@ def true_peak_positions(buf: np.ndarray, lo: int, hi: int, floor: float,
     for ch in range(buf.shape[0]):
         row = buf[ch]
         a = np.abs(row)
-        seg_max = np.array([a[s - TP_HALF:min(s + segment, hi) + TP_HALF].max() for s in starts])
+        seg_max = np.array([a[s - TP_BEFORE:min(s + segment, hi) + TP_AFTER].max() for s in starts])
         for i in np.argsort(-seg_max):
             if l1 * float(seg_max[i]) <= best:
                 break
@@ -125,7 +105,7 @@ def true_peak_positions(buf: np.ndarray, lo: int, hi: int, floor: float,
             for taps_phi in phases:
                 acc.fill(0.0)
                 for j, t in taps_phi:
-                    np.multiply(row[s - TP_HALF + j:s - TP_HALF + j + n], t, out=tmp)
+                    np.multiply(row[s - TP_BEFORE + j:s - TP_BEFORE + j + n], t, out=tmp)
                     acc += tmp
                 best = max(best, float(acc.max()), float(-acc.min()))
     return best
@@ -166,7 +146,7 @@ class Meter:
             raise ValueError(f"bad meter setup: {sample_rate} Hz, {channels} channels")
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
-        self.hop = max(1, int(round(0.1 * sample_rate)))
+        self.hop = hop_samples(sample_rate)
         self._loudness = loudness
         self._sos = k_weighting_sos(sample_rate)
         self._zi = np.zeros((self._sos.shape[0], channels, 2))  # (sections, channels, 2)
@@ -177,7 +157,7 @@ class Meter:
         self._sumsq = 0.0
         self._peak = 0.0
         self._tp = true_peak
-        self._tp_hist = np.zeros((channels, 2 * TP_HALF), dtype=np.float32)
+        self._tp_hist = np.zeros((channels, TP_CONTEXT), dtype=np.float32)
         self._tp_best = 0.0
         self._spec = spectrum
         self._spec_buf = np.zeros(0, dtype=np.float64)
@@ -228,15 +208,15 @@ class Meter:
             self._hop_fill += n - pos
 
     def _add_true_peak(self, x: np.ndarray) -> None:
-        # buf[t] is signal sample (before - 2*TP_HALF + t); centres with full context are
-        # t in [TP_HALF, len - TP_HALF); the ones before the signal start are skipped
+        # buf[t] is signal sample (before - TP_CONTEXT + t); centres with full context are
+        # t in [TP_BEFORE, len - TP_AFTER); the ones before the signal start are skipped
         buf = np.concatenate([self._tp_hist, x], axis=1)
         before = self._count - x.shape[1]
-        lo = TP_HALF + max(0, TP_HALF - before)
-        hi = buf.shape[1] - TP_HALF
+        lo = max(TP_BEFORE, TP_CONTEXT - before)
+        hi = buf.shape[1] - TP_AFTER
         if hi > lo:
             self._tp_best = true_peak_positions(buf, lo, hi, self._tp_best)
-        self._tp_hist = buf[:, -2 * TP_HALF:].copy()
+        self._tp_hist = buf[:, -TP_CONTEXT:].copy()
 
     def _add_spectrum(self, mono: np.ndarray) -> None:
         nfft = self.SPECTRUM_FFT
@@ -268,9 +248,9 @@ class Meter:
         if not self._loudness:
             return math.nan
         hops = self.hop_energies()
-        if hops.size >= 4:
+        if hops.size >= MOMENTARY_HOPS:
             c = np.concatenate([[0.0], np.cumsum(hops)])
-            blocks = (c[4:] - c[:-4]) / 4.0
+            blocks = (c[MOMENTARY_HOPS:] - c[:-MOMENTARY_HOPS]) / MOMENTARY_HOPS
         elif self._count:
             total = float(hops.sum()) * self.hop + self._hop_acc
             blocks = np.array([total / self._count])
@@ -280,27 +260,20 @@ class Meter:
 
     def short_term_lufs(self) -> np.ndarray:
         """Short-term loudness (3 s windows, 100 ms hop), (windows,) LUFS."""
+        e = self._short_term_energy()
+        with np.errstate(divide="ignore"):
+            return LUFS_OFFSET + 10.0 * np.log10(np.maximum(e, 1e-30))
+
+    def _short_term_energy(self) -> np.ndarray:
         hops = self.hop_energies()
-        if hops.size < 30:
+        if hops.size < SHORT_TERM_HOPS:
             return np.zeros(0)
         c = np.concatenate([[0.0], np.cumsum(hops)])
-        e = (c[30:] - c[:-30]) / 30.0
-        with np.errstate(divide="ignore"):
-            return -0.691 + 10.0 * np.log10(np.maximum(e, 1e-30))
+        return (c[SHORT_TERM_HOPS:] - c[:-SHORT_TERM_HOPS]) / SHORT_TERM_HOPS
 
     def loudness_range(self) -> float:
         """EBU Tech 3342 loudness range in LU (NaN when undefined)."""
-        st = self.short_term_lufs()
-        st = st[st > ABSOLUTE_GATE_LUFS]
-        if st.size < 2:
-            return math.nan
-        gate = -0.691 + 10.0 * math.log10(float(np.mean(10.0 ** ((st + 0.691) / 10.0)))) \
-            + LRA_RELATIVE_GATE_LU
-        st = st[st > gate]
-        if st.size < 2:
-            return math.nan
-        lo, hi = np.percentile(st, [10.0, 95.0])
-        return float(hi - lo)
+        return _loudness_range(self._short_term_energy())
 
     def true_peak_linear(self) -> float:
         """Largest 4x-interpolated magnitude (linear), including the tail after the end."""
@@ -308,14 +281,12 @@ class Meter:
             raise ValueError("true peak was not enabled on this meter")
         if self._count == 0:
             return 0.0
-        pad = np.zeros((self.channels, TP_HALF), dtype=np.float32)
-        # flush: evaluate the last TP_HALF centres against trailing zeros, without counting
-        hist, best = self._tp_hist, self._tp_best
-        buf = np.concatenate([hist, pad], axis=1)
-        n_last = min(TP_HALF, self._count)
-        hi = buf.shape[1] - TP_HALF
-        lo = hi - n_last
-        return true_peak_positions(buf, lo, hi, best)
+        # flush: the last TP_AFTER centres, against trailing zeros (buf[t] is signal sample
+        # count - TP_CONTEXT + t), without changing the running state
+        buf = np.concatenate([self._tp_hist, np.zeros((self.channels, TP_AFTER), dtype=np.float32)], axis=1)
+        hi = TP_CONTEXT
+        lo = hi - min(TP_AFTER, self._count)
+        return true_peak_positions(buf, lo, hi, self._tp_best)
 
     def spectrum(self) -> tuple[np.ndarray, np.ndarray]:
         """(frequencies Hz, mean power density in dB) of the channel mean; empty if unset."""
@@ -341,20 +312,6 @@ class Meter:
             loudness_range_lu=self.loudness_range(),
             duration_s=self._count / self.sample_rate,
         )
-
-
-def gated_loudness(blocks: np.ndarray, relative_gate_lu: float) -> float:
-    """BS.1770 two-stage gated loudness (LUFS) of block mean-square energies (blocks,)."""
-    with np.errstate(divide="ignore"):
-        level = -0.691 + 10.0 * np.log10(np.maximum(blocks, 1e-30))
-    keep = (level > ABSOLUTE_GATE_LUFS) & (blocks > 0)
-    if not keep.any():
-        return -math.inf
-    gate = -0.691 + 10.0 * math.log10(float(blocks[keep].mean())) + relative_gate_lu
-    keep &= level > gate
-    if not keep.any():
-        return -math.inf
-    return -0.691 + 10.0 * math.log10(float(blocks[keep].mean()))
 
 
 def measure(x: np.ndarray, sample_rate: int, *, true_peak: bool = True,

@@ -3,30 +3,45 @@
 Audio is (batch, channels, samples) float32; processor parameters are (batch, n)
 normalized to [0, 1]. Each processor has a pure function in physical units and a
 thin ``nn.Module`` with a declared range table.
+
+The names below are imported on first use (PEP 562), so ``import dsp._bs1770`` (the
+torch-free BS.1770 definitions that ``automaster.metering`` shares) does not import torch.
 """
 
-from dsp.chain import MasteringChain
-from dsp.compressor import Compressor, compress, compressor_gain_db
-from dsp.crossover import split_bands
-from dsp.multiband import MultibandCompressor, multiband_compress
-from dsp.eq import ParametricEQ, parametric_eq
-from dsp.gain import Gain, apply_gain
-from dsp.limiter import Limiter, limit, limiter_gain
-from dsp.loudness import (
-    integrated_loudness,
-    loudness_range,
-    momentary_loudness,
-    normalize_loudness,
-    short_term_loudness,
-)
-from dsp.ranges import ParamRange
-from dsp.saturation import Saturation, saturate
-from dsp.truepeak import true_peak
-from dsp.width import StereoWidth, stereo_width
+from importlib import import_module as _import_module
 
-__all__ = [
-    "MasteringChain", "Compressor", "compress", "compressor_gain_db", "ParametricEQ", "parametric_eq", "Gain",
-    "apply_gain", "Limiter", "limit", "limiter_gain", "integrated_loudness", "loudness_range", "momentary_loudness",
-    "normalize_loudness", "short_term_loudness", "ParamRange", "Saturation", "saturate", "MultibandCompressor", "multiband_compress", "split_bands", "true_peak",
-    "StereoWidth", "stereo_width",
-]
+_EXPORTS = {
+    "MasteringChain": "dsp.chain",
+    "Compressor": "dsp.compressor", "compress": "dsp.compressor", "compressor_gain_db": "dsp.compressor",
+    "ParametricEQ": "dsp.eq", "parametric_eq": "dsp.eq",
+    "Gain": "dsp.gain", "apply_gain": "dsp.gain",
+    "Limiter": "dsp.limiter", "limit": "dsp.limiter", "limiter_gain": "dsp.limiter",
+    "integrated_loudness": "dsp.loudness", "loudness_range": "dsp.loudness", "momentary_loudness": "dsp.loudness",
+    "normalize_loudness": "dsp.loudness", "short_term_loudness": "dsp.loudness",
+    "ParamRange": "dsp.ranges",
+    "Saturation": "dsp.saturation", "saturate": "dsp.saturation",
+    "MultibandCompressor": "dsp.multiband", "multiband_compress": "dsp.multiband",
+    "split_bands": "dsp.crossover",
+    "true_peak": "dsp.truepeak",
+    "StereoWidth": "dsp.width", "stereo_width": "dsp.width",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:  # a submodule reached as an attribute (``import dsp; dsp.loudness``)
+        try:
+            return _import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(_import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

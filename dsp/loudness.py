@@ -11,36 +11,26 @@ import math
 
 import torch
 
+from dsp._bs1770 import (  # the gate constants stay importable from here
+    ABSOLUTE_GATE_LUFS,  # noqa: F401
+    LRA_RELATIVE_GATE_LU,  # noqa: F401
+    LUFS_OFFSET,
+    MOMENTARY_HOPS,
+    RELATIVE_GATE_LU,
+    SHORT_TERM_HOPS,
+    gate_mask,
+    hop_samples,
+    k_weighting_biquads,
+)
+from dsp._bs1770 import loudness_range as _loudness_range_of_energies
 from dsp._ops import biquad_cascade_rows
 from dsp.ranges import check_audio
 
-ABSOLUTE_GATE_LUFS = -70.0
-RELATIVE_GATE_LU = -10.0
-LRA_RELATIVE_GATE_LU = -20.0
-
-# K-weighting prototype (BS.1770-4 Table 1/2 re-derived for any rate)
-_SHELF_HZ, _SHELF_DB, _SHELF_Q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
-_HP_HZ, _HP_Q = 38.13547087602444, 0.5003270373238773
-
 
 def k_weighting_coefficients(sample_rate: float) -> torch.Tensor:
-    """(2, 5) float64 [b0 b1 b2 a1 a2] of the pre-filter shelf and the RLB high-pass.
-
-    At 48 kHz the shelf reproduces BS.1770-4's table; the high-pass numerator is
-    normalised (see below).
-    """
-    k = math.tan(math.pi * _SHELF_HZ / sample_rate)
-    vh = 10.0 ** (_SHELF_DB / 20.0)
-    vb = vh**0.4996667741545416
-    a0 = 1.0 + k / _SHELF_Q + k * k
-    shelf = [(vh + vb * k / _SHELF_Q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / _SHELF_Q + k * k) / a0,
-             2.0 * (k * k - 1.0) / a0, (1.0 - k / _SHELF_Q + k * k) / a0]
-    k = math.tan(math.pi * _HP_HZ / sample_rate)
-    a0 = 1.0 + k / _HP_Q + k * k
-    # b normalised by a0 too (unity gain at high frequencies); the standard's table prints
-    # b = [1, -2, 1], which reads +0.045 LU high on the EBU Tech 3341 signals
-    hp = [1.0 / a0, -2.0 / a0, 1.0 / a0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / _HP_Q + k * k) / a0]
-    return torch.tensor([shelf, hp], dtype=torch.float64)
+    """(2, 5) float64 [b0 b1 b2 a1 a2] of the pre-filter shelf and the RLB high-pass
+    (defined in :func:`dsp._bs1770.k_weighting_biquads`)."""
+    return torch.from_numpy(k_weighting_biquads(sample_rate))
 
 
 def k_weight(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
@@ -62,7 +52,7 @@ def weighted_power(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
 
 def _subblock_energy(power: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Mean of ``power`` (batch, samples) over 100 ms steps: (batch, steps)."""
-    step = max(1, int(round(0.1 * sample_rate)))
+    step = hop_samples(sample_rate)
     n = (power.shape[-1] // step) * step
     return power[:, :n].reshape(power.shape[0], -1, step).mean(dim=-1)
 
@@ -75,19 +65,19 @@ def _window_energy(sub: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def _to_lufs(energy: torch.Tensor) -> torch.Tensor:
-    return -0.691 + 10.0 * torch.log10(energy.clamp_min(1e-30))
+    return LUFS_OFFSET + 10.0 * torch.log10(energy.clamp_min(1e-30))
 
 
 def momentary_loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Momentary loudness (400 ms windows, 100 ms hop), (batch, windows) LUFS."""
     check_audio(x)
-    return _to_lufs(_window_energy(_subblock_energy(weighted_power(x, sample_rate), sample_rate), 4))
+    return _to_lufs(_window_energy(_subblock_energy(weighted_power(x, sample_rate), sample_rate), MOMENTARY_HOPS))
 
 
 def short_term_loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Short-term loudness (3 s windows, 100 ms hop), (batch, windows) LUFS."""
     check_audio(x)
-    return _to_lufs(_window_energy(_subblock_energy(weighted_power(x, sample_rate), sample_rate), 30))
+    return _to_lufs(_window_energy(_subblock_energy(weighted_power(x, sample_rate), sample_rate), SHORT_TERM_HOPS))
 
 
 def gated_mean_energy(energy: torch.Tensor, relative_gate_lu: float) -> torch.Tensor:
@@ -96,12 +86,7 @@ def gated_mean_energy(energy: torch.Tensor, relative_gate_lu: float) -> torch.Te
     Returns 0 where no block passes (silence), which maps to -inf LUFS.
     """
     with torch.no_grad():
-        level = _to_lufs(energy)
-        above_abs = (level > ABSOLUTE_GATE_LUFS) & (energy > 0)
-        count = above_abs.sum(dim=1).clamp_min(1)
-        mean_abs = (energy * above_abs).sum(dim=1) / count
-        gate = _to_lufs(mean_abs) + relative_gate_lu
-        mask = above_abs & (level > gate[:, None])
+        mask = gate_mask(energy.detach(), relative_gate_lu)
     n = mask.sum(dim=1)
     total = (energy * mask).sum(dim=1)
     return torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
@@ -141,21 +126,11 @@ def loudness_range(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     than two short-term windows pass the gates. Not differentiable.
     """
     with torch.no_grad():
-        st = short_term_loudness(x, sample_rate)
-        energy = 10.0 ** ((st + 0.691) / 10.0)
-        out = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for i in range(x.shape[0]):
-            e, lv = energy[i], st[i]
-            keep = lv > ABSOLUTE_GATE_LUFS
-            if keep.sum() < 2:
-                continue
-            gate = _to_lufs(e[keep].mean()) + LRA_RELATIVE_GATE_LU
-            vals = lv[keep & (lv > gate)]
-            if vals.numel() < 2:
-                continue
-            q = torch.quantile(vals.double(), torch.tensor([0.10, 0.95], dtype=torch.float64, device=x.device))
-            out[i] = (q[1] - q[0]).to(x.dtype)
-        return out
+        check_audio(x)
+        sub = _subblock_energy(weighted_power(x, sample_rate), sample_rate)
+        windows = _window_energy(sub, SHORT_TERM_HOPS).double().cpu().numpy()
+        values = [_loudness_range_of_energies(e) for e in windows]
+        return torch.tensor([v if math.isfinite(v) else 0.0 for v in values], dtype=x.dtype, device=x.device)
 
 
 def normalize_loudness(x: torch.Tensor, sample_rate: float, target_lufs: float | torch.Tensor) -> torch.Tensor:

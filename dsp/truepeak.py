@@ -1,42 +1,19 @@
 """4x-oversampled true-peak measurement (ITU-R BS.1770-4, Annex 2).
 
-The interpolator is a Kaiser-windowed sinc split into four phases. Phase 0 is the
-sample itself (a Nyquist filter), so only the three in-between phases are filtered,
+The interpolator is a Kaiser-windowed sinc split into four phases, defined once in
+``dsp._bs1770`` and shared by the limiter and the report meters (``automaster.metering``).
+Phase 0 is the sample itself (a Nyquist filter), so only the three in-between phases are filtered,
 with one ``conv1d``: fast on both CPU and CUDA and differentiable by autograd.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-OVERSAMPLING = 4
-TAPS_PER_PHASE = 24  # 96-tap prototype
-KAISER_BETA = 5.0  # a sharp transition at fs/2: near-Nyquist peaks are not under-read
+from dsp._bs1770 import KAISER_BETA, OVERSAMPLING, TAPS_PER_PHASE, TP_AFTER, TP_BEFORE, interpolation_kernel  # noqa: F401
 
 _CACHE: dict[tuple, torch.Tensor] = {}
-
-
-def interpolation_kernel() -> np.ndarray:
-    """(3, TAPS_PER_PHASE) float64 taps that give x(n + p/4), p = 1..3, from x[n-11 .. n+12].
-
-    A limiter that holds every estimated peak at the ceiling exposes the estimator's
-    worst case over thousands of peaks; with 24 taps per phase and beta 5, limited
-    white and near-Nyquist noise measures at most +0.06 dB over the ceiling with
-    scipy's resample_poly (tests/test_dsp_dynamics.py), where 16 taps (beta 8) gave +0.4 dB.
-    """
-    half = TAPS_PER_PHASE // 2
-    k = np.arange(-half + 1, half + 1)  # input offsets
-    taps = np.empty((OVERSAMPLING - 1, TAPS_PER_PHASE))
-    for p in range(1, OVERSAMPLING):
-        t = p / OVERSAMPLING - k  # distance from each input sample to the target point
-        win = np.i0(KAISER_BETA * np.sqrt(np.clip(1 - (t / half) ** 2, 0, None))) / np.i0(KAISER_BETA)
-        h = np.sinc(t) * win
-        taps[p - 1] = h / h.sum()
-    return taps
 
 
 def _weight(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -55,9 +32,8 @@ def interpolate_phases(x: torch.Tensor) -> torch.Tensor:
     Entry [..., p-1, n] is the band-limited value at time n + p/4.
     """
     b, c, n = x.shape
-    half = TAPS_PER_PHASE // 2
     rows = x.reshape(b * c, 1, n)
-    padded = F.pad(rows, (half - 1, half))
+    padded = F.pad(rows, (TP_BEFORE, TP_AFTER))
     y = F.conv1d(padded, _weight(x.device, x.dtype))
     return y.reshape(b, c, OVERSAMPLING - 1, n)
 

@@ -23,7 +23,20 @@ from model.mastering_model import MasteringModel
 
 SCHEMA_VERSION = 1
 FORMAT = "automaster-checkpoint"
-REGISTRY_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def _shipped_checkpoints_dir() -> Path:
+    """The shipped models: ``model/_checkpoints`` inside an installed wheel (pyproject.toml maps
+    the checkout's top-level ``checkpoints/`` there), else ``checkpoints/`` of the checkout."""
+    from importlib.resources import files
+
+    packaged = files(__package__ or "model").joinpath("_checkpoints")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+REGISTRY_DIR = _shipped_checkpoints_dir()
 REGISTRY_PATH = REGISTRY_DIR / "registry.json"
 _REQUIRED = {
     "format": str, "schema_version": int, "weights_sha256": str,

@@ -219,7 +219,9 @@ def test_meter_matches_pyloudnorm_and_independent_true_peak(sr):
     ref = pyloudnorm.Meter(sr).integrated_loudness(x.T.astype(np.float64))
     # pyloudnorm uses rounded K-weighting parameters; the spread is a few hundredths of a LU
     assert abs(m.integrated_lufs - ref) < 0.08
-    assert abs(m.true_peak_dbtp - _tp_db(x)) < 1e-4
+    # a different 4x interpolator (scipy's 81-tap Kaiser(5) against the limiter's 24 taps per
+    # phase, Kaiser(5)): they differ by up to ~0.07 dB on content near Nyquist
+    assert abs(m.true_peak_dbtp - _tp_db(x)) < 0.1
 
 
 def test_streaming_meter_is_block_size_independent():
@@ -265,15 +267,6 @@ def test_meter_on_ebu_signals(name, expected):
         pytest.skip(f"{name} absent")
     x, sr = aio.read_audio(path)
     assert measure(x, sr).integrated_lufs == pytest.approx(expected, abs=0.1)
-
-
-def test_true_peak_filter_is_resample_polys():
-    from scipy.signal import firwin
-
-    from automaster.metering import resample_poly_filter
-
-    np.testing.assert_allclose(resample_poly_filter(),
-                               4 * firwin(81, 0.25, window=("kaiser", 5.0)), atol=1e-15)
 
 
 def test_writer_rewind_starts_over(tmp_path):

@@ -44,7 +44,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-CONFIG_DIR = Path(os.environ.get("AUTOMASTER_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
+
+def _config_dir() -> Path:
+    """AUTOMASTER_CONFIG_DIR if set; else ``train/_configs`` inside an installed wheel
+    (pyproject.toml maps the checkout's top-level ``configs/`` there), else ``configs/`` of
+    the checkout."""
+    from importlib.resources import files
+
+    if os.environ.get("AUTOMASTER_CONFIG_DIR"):
+        return Path(os.environ["AUTOMASTER_CONFIG_DIR"])
+    packaged = files(__package__ or "train").joinpath("_configs")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 RUN_STAMP_ENV = "AUTOMASTER_RUN_STAMP"
 
 
