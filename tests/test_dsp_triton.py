@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("triton")  # ships with the Linux torch wheel
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
@@ -156,3 +158,32 @@ def test_triton_path_matches_cpu_kernels_float32(errors):
 def test_floor_is_honoured(errors):
     assert errors["floor_changes_quiet_part"] > 0.0  # below the floor only sample peaks are kept
     assert errors["floor_keeps_loud_part"] == 0.0
+
+
+def test_ops_trace_whole_under_torch_compile():
+    """Fake implementations and autograd formulas let torch.compile take the ops in one
+    graph (fullgraph: no graph break), forward and backward, with the CPU kernels' results."""
+    import numpy as np
+    import torch
+
+    from dsp import _ops
+
+    def fn(x, coef, a):
+        y = _ops.biquad_cascade_rows(x, coef)
+        y = _ops.smooth_rows(y, a, a.flip(0))
+        y = _ops.moving_average_rows(_ops.sliding_max_rows(y, 5), 5)
+        return _ops.true_peak_envelope_linked(y.reshape(1, 2, -1), taps, None)
+
+    taps = torch.tensor(np.sinc(np.arange(-5, 7)[None, :] - np.array([[0.25], [0.5], [0.75]])))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 300, generator=gen, dtype=torch.float64)
+    coef = torch.tensor([[[0.2, 0.4, 0.2, -0.6, 0.25], [1.0, -1.9, 0.95, -1.85, 0.9]]] * 2, dtype=torch.float64)
+    a = torch.tensor([0.9, 0.3], dtype=torch.float64)
+    results = []
+    for f in (fn, torch.compile(fn, backend="aot_eager", fullgraph=True)):
+        xs, cs = x.clone().requires_grad_(True), coef.clone().requires_grad_(True)
+        y = f(xs, cs, a)
+        (y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum().backward()
+        results.append((y.detach(), xs.grad, cs.grad))
+    for eager, compiled in zip(*results):
+        torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12)
