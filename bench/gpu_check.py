@@ -151,20 +151,21 @@ def part_cli(device: str) -> dict:
     return info
 
 
-def part_train(device: str) -> dict:
+def part_train(device: str, steps: int = 200) -> dict:
     amp = "bf16" if device.startswith("cuda") else "off"
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "train", "experiment=smoke", f"trainer.device={device}", f"trainer.amp={amp}",
-               "trainer.max_steps=200", "trainer.max_minutes=3", "trainer.val_every=100", "trainer.ckpt_every=100",
+               f"trainer.max_steps={steps}", "trainer.max_minutes=3", f"trainer.val_every={max(1, steps // 2)}",
+               f"trainer.ckpt_every={max(1, steps // 2)}",
                "trainer.log_every=50", "trainer.progress=false", f"hydra.run.dir={tmp}/run"]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
-        info = {"ok": res.returncode == 0, "rc": res.returncode, "seconds": time.perf_counter() - t0, "amp": amp,
+        info = {"ok": res.returncode == 0, "rc": res.returncode, "seconds": time.perf_counter() - t0, "amp": amp, "steps": steps,
                 "stderr": _tail(res.stderr) if res.returncode else ""}
         summary = Path(tmp) / "run" / "summary.json"
         if summary.exists():
             data = json.loads(summary.read_text())
-            info["summary"] = {k: data[k] for k in list(data)[:8]}
+            info["summary"] = {k: data.get(k) for k in ("step", "seconds", "validation", "stopped_early")}
     return info
 
 
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--skip", nargs="*", default=[], choices=PARTS)
     ap.add_argument("--out", default=None, help="also write the JSON object here")
+    ap.add_argument("--train-steps", type=int, default=200)
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import torch
@@ -196,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.perf_counter()
         try:
-            report[name] = globals()[f"part_{name}"](args.device)
+            extra = {"steps": args.train_steps} if name == "train" else {}
+            report[name] = globals()[f"part_{name}"](args.device, **extra)
         except Exception as exc:  # noqa: BLE001 - report every part, whatever fails
             report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
                             "traceback": traceback.format_exc()[-1500:]}

@@ -17,8 +17,8 @@ mkdir -p .whl
 PY="${PYTHON:-python3}"
 wheels=(
     soundfile==0.14.0 cffi==2.1.1 pycparser==3.12   # audio I/O
-    pyloudnorm==0.2.0                                       # loudness reference in the tests
-    hydra-core==1.3.8 omegaconf==2.3.1   # training app
+    pyloudnorm==0.2.0                                # loudness reference in the tests
+    hydra-core==1.3.8 omegaconf==2.3.1               # the Hydra training app
 )
 for w in "${wheels[@]}"; do
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
