@@ -1,17 +1,27 @@
-"""Autograd operators around the compiled recursions.
+"""The recursive parts of the chain as torch custom ops (``torch.ops.automaster.*``).
 
-Each operator takes rows ``(rows, samples)`` plus per-row coefficients and picks
-the CPU (numba) or CUDA (numba.cuda) kernel by the input's device. Their backward
-passes are the hand-written adjoints in the kernel modules, so no per-sample Python
-loop runs in either direction.
+Each op has a CPU kernel (numba, :mod:`dsp._cpu_kernels`) and a CUDA kernel (Triton
+and plain torch ops, :mod:`dsp._triton_kernels`), a fake implementation for
+``torch.compile`` and a registered autograd formula whose backward is another op
+(the hand-written adjoints), so no per-sample Python loop runs in either direction
+and tensors reach the kernels straight from the caller. Half-precision inputs (AMP)
+are computed in float32. The public functions below keep the chain's signatures.
+
+Tests run the CUDA implementations on CPU tensors in Triton's interpreter: with
+``TRITON_INTERPRET=1`` set before triton is imported, :func:`triton_on_cpu` routes
+CPU tensors to them (tests/test_dsp_triton.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 
 import numpy as np
 import torch
+from torch import Tensor
 
+_TRITON_ON_CPU = False
 
 
 def _cpu():
@@ -20,73 +30,182 @@ def _cpu():
     return _cpu_kernels
 
 
-def _cuda():
+def _tk():
+    from dsp import _triton_kernels
+
+    return _triton_kernels
+
+
+@contextlib.contextmanager
+def triton_on_cpu():
+    """Run the CUDA implementations on CPU tensors (Triton's interpreter; tests only)."""
+    global _TRITON_ON_CPU
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("triton_on_cpu needs TRITON_INTERPRET=1 set before triton is imported")
+    saved, _TRITON_ON_CPU = _TRITON_ON_CPU, True
     try:
-        from dsp import _cuda_kernels
-    except Exception as exc:  # pragma: no cover - depends on the CUDA toolchain
-        raise RuntimeError(
-            "CUDA kernels need numba-cuda (pip install 'automaster[cuda]'): " + str(exc)
-        ) from exc
-    return _cuda_kernels
+        yield
+    finally:
+        _TRITON_ON_CPU = saved
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
+def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _call(kernel: str, *tensors: torch.Tensor) -> None:
-    """Run kernel ``kernel`` of the CPU or CUDA module on ``tensors`` (by the first one's device)."""
-    if tensors[0].is_cuda:
-        getattr(_cuda(), kernel)(*tensors)
-    else:
-        getattr(_cpu(), kernel)(*(_np(t) for t in tensors))
+def _f64(t: Tensor) -> Tensor:
+    return t.detach().to(device="cpu", dtype=torch.float64).contiguous()
 
 
-class _RowRecursion(torch.autograd.Function):
-    """y = kernel(x, coef) row by row, with the kernel's hand-written adjoint.
+def _compute_dtype(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
-    x: (rows, samples); coef: (rows, k), run in float64. Subclasses name the kernels.
+
+def _op(name: str, schema_fn, cpu, cuda, fake, autograd=None):
+    """Register ``automaster::name``: CPU kernel, CUDA kernel, fake and autograd formula."""
+    op = torch.library.custom_op(f"automaster::{name}", mutates_args=())(schema_fn)
+
+    @op.register_kernel("cpu")
+    def _(*args):
+        return cuda(*args) if _TRITON_ON_CPU else cpu(*args)
+
+    op.register_kernel("cuda")(cuda)
+    op.register_fake(fake)
+    if autograd is not None:
+        op.register_autograd(autograd[0], setup_context=autograd[1])
+    return op
+
+
+# ------------------------------------------------------------------ biquad cascade
+def _cascade_cpu(x: Tensor, coef: Tensor, store: bool) -> tuple[Tensor, Tensor]:
+    x = x.contiguous()
+    ns = coef.shape[1]
+    y = torch.empty_like(x)
+    ys = torch.empty((max(ns - 1, 0),) + tuple(x.shape) if store else (0,), dtype=x.dtype)
+    buf = ys.numpy() if store and ns > 1 else np.empty((1, 1, 1), dtype=_np(x).dtype)
+    _cpu().biquad_cascade_forward(_np(x), _np(_f64(coef)), _np(y), buf, bool(store and ns > 1))
+    return y, ys
+
+
+def _cascade_fake(x, coef, store):
+    ns = coef.shape[1]
+    return torch.empty_like(x), x.new_empty((max(ns - 1, 0),) + tuple(x.shape) if store else (0,))
+
+
+def _cascade_bwd_cpu(x: Tensor, coef: Tensor, y: Tensor, ys: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    c = _f64(coef)
+    ns = c.shape[1]
+    dc = torch.empty_like(c)
+    g = g.contiguous()
+    for k in range(ns - 1, -1, -1):
+        xin = ys[k - 1] if k > 0 else x.contiguous()
+        yout = ys[k] if k < ns - 1 else y.contiguous()
+        dx = torch.empty_like(xin)
+        dck = torch.empty(c.shape[0], 5, dtype=torch.float64)
+        _cpu().biquad_backward(_np(xin), _np(yout), _np(c[:, k].contiguous()), _np(g), _np(dx), dck.numpy())
+        dc[:, k] = dck
+        g = dx
+    return g, dc
+
+
+def _cascade_bwd_fake(x, coef, y, ys, g):
+    return torch.empty_like(x), coef.new_empty(coef.shape, dtype=torch.float64)
+
+
+def _cascade_bwd_schema(x: Tensor, coef: Tensor, y: Tensor, ys: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    raise NotImplementedError
+
+
+_cascade_bwd = _op("biquad_cascade_backward", _cascade_bwd_schema, _cascade_bwd_cpu,
+                   lambda *a: _tk().biquad_cascade_backward(*a), _cascade_bwd_fake)
+
+
+def _cascade_setup(ctx, inputs, output):
+    x, coef, store = inputs
+    y, ys = output
+    ctx.mark_non_differentiable(ys)
+    ctx.store = store
+    ctx.coef_dtype = coef.dtype
+    ctx.save_for_backward(x, coef, y, ys)
+
+
+def _cascade_backward(ctx, gy, gys):
+    if not ctx.store:
+        raise RuntimeError("biquad_cascade ran without store=True; its section outputs are needed for the gradient")
+    x, coef, y, ys = ctx.saved_tensors
+    dx, dc = _cascade_bwd(x, coef, y, ys, gy)
+    return dx, dc.to(ctx.coef_dtype), None
+
+
+def _cascade_schema(x: Tensor, coef: Tensor, store: bool) -> tuple[Tensor, Tensor]:
+    raise NotImplementedError
+
+
+_cascade = _op("biquad_cascade", _cascade_schema, _cascade_cpu, lambda *a: _tk().biquad_cascade(*a),
+               _cascade_fake, (_cascade_backward, _cascade_setup))
+
+
+def biquad_cascade_rows(x: Tensor, coef: Tensor) -> Tensor:
+    """Biquads in series: x (rows, samples), coef (rows, sections, 5) -> (rows, samples).
+
+    ``coef`` holds b0, b1, b2, a1, a2 normalised by a0, run in float64. Section
+    outputs are kept only when autograd needs them. Differentiable in both.
     """
-
-    forward_kernel = ""
-    backward_kernel = ""
-
-    @classmethod
-    def forward(cls, ctx, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        c = coef.detach().to(torch.float64).contiguous()
-        y = torch.empty_like(x)
-        _call(cls.forward_kernel, x, c, y)
-        ctx.save_for_backward(x, y, c)
-        ctx.coef_dtype = coef.dtype
-        return y
-
-    @classmethod
-    def backward(cls, ctx, g: torch.Tensor):
-        x, y, c = ctx.saved_tensors
-        dx = torch.empty_like(x)
-        dc = torch.empty_like(c)
-        _call(cls.backward_kernel, x, y, c, g.contiguous(), dx, dc)
-        return dx, dc.to(ctx.coef_dtype)
+    x = _compute_dtype(x)
+    store = torch.is_grad_enabled() and (x.requires_grad or coef.requires_grad)
+    return _cascade(x, coef, store)[0]
 
 
-class _Biquad(_RowRecursion):
-    forward_kernel, backward_kernel = "biquad_forward", "biquad_backward"
+def biquad_rows(x: Tensor, coef: Tensor) -> Tensor:
+    """Filter each row of ``x`` (rows, samples) with its biquad ``coef`` (rows, 5)."""
+    return biquad_cascade_rows(x, coef[:, None, :])
 
 
-class _Smoother(_RowRecursion):
-    forward_kernel, backward_kernel = "smoother_forward", "smoother_backward"
+# ------------------------------------------------------------------------ smoother
+def _smooth_cpu(x: Tensor, alpha: Tensor) -> Tensor:
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    _cpu().smoother_forward(_np(x), _np(_f64(alpha)), _np(y))
+    return y
 
 
-def biquad_rows(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-    """Filter each row of ``x`` (rows, samples) with its biquad ``coef`` (rows, 5).
+def _smooth_bwd_cpu(x: Tensor, y: Tensor, alpha: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    dx = torch.empty_like(x)
+    da = torch.empty(alpha.shape, dtype=torch.float64)
+    _cpu().smoother_backward(_np(x.contiguous()), _np(y.contiguous()), _np(_f64(alpha)), _np(g.contiguous()),
+                             _np(dx), da.numpy())
+    return dx, da
 
-    ``coef`` holds b0, b1, b2, a1, a2 normalised by a0. Differentiable in both.
-    """
-    return _Biquad.apply(x, coef)
+
+def _smooth_bwd_schema(x: Tensor, y: Tensor, alpha: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    raise NotImplementedError
 
 
-def smooth_rows(x: torch.Tensor, alpha_rise: torch.Tensor, alpha_fall: torch.Tensor) -> torch.Tensor:
+_smooth_bwd = _op("smooth_backward", _smooth_bwd_schema, _smooth_bwd_cpu, lambda *a: _tk().smooth_backward(*a),
+                  lambda x, y, alpha, g: (torch.empty_like(x), alpha.new_empty(alpha.shape, dtype=torch.float64)))
+
+
+def _smooth_setup(ctx, inputs, output):
+    x, alpha = inputs
+    ctx.alpha_dtype = alpha.dtype
+    ctx.save_for_backward(x, output, alpha)
+
+
+def _smooth_backward(ctx, g):
+    x, y, alpha = ctx.saved_tensors
+    dx, da = _smooth_bwd(x, y, alpha, g)
+    return dx, da.to(ctx.alpha_dtype)
+
+
+def _smooth_schema(x: Tensor, alpha: Tensor) -> Tensor:
+    raise NotImplementedError
+
+
+_smooth = _op("smooth", _smooth_schema, _smooth_cpu, lambda *a: _tk().smooth(*a),
+              lambda x, alpha: torch.empty_like(x), (_smooth_backward, _smooth_setup))
+
+
+def smooth_rows(x: Tensor, alpha_rise: Tensor, alpha_fall: Tensor) -> Tensor:
     """Branching one-pole smoothing of each row of ``x`` (rows, samples).
 
     ``alpha_rise`` / ``alpha_fall`` (rows,) are the pole radii used while the input
@@ -94,73 +213,43 @@ def smooth_rows(x: torch.Tensor, alpha_rise: torch.Tensor, alpha_fall: torch.Ten
     Differentiable in ``x`` and both coefficients.
     """
     alpha = torch.stack([alpha_rise, alpha_fall], dim=-1)
-    return _Smoother.apply(x, alpha)
+    return _smooth(_compute_dtype(x), alpha)
 
 
-class _SlidingMinCPU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, window: int) -> torch.Tensor:
-        x = x.contiguous()
-        y = torch.empty_like(x)
-        want = bool(ctx.needs_input_grad[0])
-        idx = torch.empty(x.shape if want else (1, 1), dtype=torch.int64)
-        _cpu().sliding_min_forward(_np(x), int(window), _np(y), idx.numpy(), want)
-        ctx.save_for_backward(idx)
-        return y
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        (idx,) = ctx.saved_tensors
-        dx = torch.zeros_like(g).scatter_add_(1, idx, g.contiguous())
-        return dx, None
+# ------------------------------------------------------------------ running minimum
+def _sliding_min_cpu(x: Tensor, window: int, want_idx: bool) -> tuple[Tensor, Tensor]:
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    idx = torch.empty(x.shape if want_idx else (1, 1), dtype=torch.int64)
+    _cpu().sliding_min_forward(_np(x), int(window), _np(y), idx.numpy(), bool(want_idx))
+    return y, (idx if want_idx else idx.new_empty(0))
 
 
-def _sliding_min_doubling(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Look-ahead running minimum by log-doubling, in plain torch ops (any device)."""
-    n = x.shape[-1]
-    big = torch.finfo(x.dtype).max
-
-    def shift(v: torch.Tensor, s: int) -> torch.Tensor:
-        if s >= n:
-            return torch.full_like(v, big)
-        return torch.nn.functional.pad(v[:, s:], (0, s), value=big)
-
-    result = None
-    offset = 0
-    block = x  # block[n] = min(x[n .. n + size - 1])
-    size = 1
-    remaining = window
-    while remaining > 0:
-        if remaining & 1:
-            shifted = shift(block, offset)
-            result = shifted if result is None else torch.minimum(result, shifted)
-            offset += size
-        remaining >>= 1
-        if remaining:
-            block = torch.minimum(block, shift(block, size))
-            size *= 2
-    return result
+def _sliding_min_setup(ctx, inputs, output):
+    ctx.want = inputs[2]
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1])
 
 
-def sliding_max_rows(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Maximum of each row over the look-ahead window [n, n + window - 1]; see sliding_min_rows."""
-    return -sliding_min_rows(-x, window)
+def _sliding_min_backward(ctx, gy, gidx):
+    if not ctx.want:
+        raise RuntimeError("sliding_min ran without want_idx=True; its argmins are needed for the gradient")
+    (idx,) = ctx.saved_tensors
+    return torch.zeros_like(gy).scatter_add_(1, idx, gy.contiguous()), None, None
 
 
-def limiter_pass(hold: torch.Tensor, scale: torch.Tensor, ceiling: torch.Tensor, alpha: torch.Tensor, window: int,
-                 power: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused, inference-only limiter gain (batch, samples) and the 100 ms energies
-    (batch, samples // step) of ``power`` under the total gain ``scale * gain``."""
-    b, n = hold.shape
-    gain = torch.empty_like(hold)
-    energy = torch.zeros(b, n // step, dtype=torch.float64)
-    f64 = lambda t: _np(t.detach().to(torch.float64).contiguous())  # noqa: E731
-    _cpu().limiter_pass_forward(_np(hold.detach().contiguous()), f64(scale), f64(ceiling), f64(alpha), int(window),
-                                _np(power.detach().contiguous()), int(step), _np(gain), energy.numpy())
-    return gain, energy.to(hold.dtype)
+def _sliding_min_schema(x: Tensor, window: int, want_idx: bool) -> tuple[Tensor, Tensor]:
+    raise NotImplementedError
 
 
-def sliding_min_rows(x: torch.Tensor, window: int) -> torch.Tensor:
+_sliding_min = _op(
+    "sliding_min", _sliding_min_schema, _sliding_min_cpu, lambda *a: _tk().sliding_min(*a),
+    lambda x, window, want_idx: (torch.empty_like(x), x.new_empty(x.shape if want_idx else (0,), dtype=torch.int64)),
+    (_sliding_min_backward, _sliding_min_setup),
+)
+
+
+def sliding_min_rows(x: Tensor, window: int) -> Tensor:
     """Minimum of each row over the look-ahead window [n, n + window - 1].
 
     x: (rows, samples). The window is clipped at the end. Differentiable in ``x``
@@ -168,138 +257,209 @@ def sliding_min_rows(x: torch.Tensor, window: int) -> torch.Tensor:
     """
     if window < 1:
         raise ValueError(f"window must be >= 1 sample, got {window}")
-    if x.is_cuda:
-        return _sliding_min_doubling(x, window)
-    return _SlidingMinCPU.apply(x, window)
+    x = _compute_dtype(x)
+    want = torch.is_grad_enabled() and x.requires_grad
+    return _sliding_min(x, int(window), want)[0]
 
 
-class _TruePeakEnvelopeCPU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, floor: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        b, c, n = x.shape
-        env = torch.empty(b, n, dtype=x.dtype)
-        code = torch.empty(b, n, dtype=torch.int32)
-        fl = floor.detach().to(torch.float64).contiguous()
-        _cpu().true_peak_envelope_forward(_np(x), _np(taps), _np(fl), _np(env), code.numpy())
-        ctx.save_for_backward(code, taps)
-        ctx.channels = c
-        return env
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        code, taps = ctx.saved_tensors
-        b, n = code.shape
-        dx = torch.zeros(b, ctx.channels, n, dtype=g.dtype)
-        _cpu().true_peak_envelope_backward(_np(g.contiguous()), code.numpy(), _np(taps.to(g.dtype)), ctx.channels, _np(dx))
-        return dx, None, None
+def sliding_max_rows(x: Tensor, window: int) -> Tensor:
+    """Maximum of each row over the look-ahead window [n, n + window - 1]; see sliding_min_rows."""
+    return -sliding_min_rows(-x, window)
 
 
-def true_peak_envelope_linked(x: torch.Tensor, taps: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
-    """Largest |value| of the 4x-oversampled signal over [n-1, n+1), linked across
-    channels: x (batch, channels, samples) -> (batch, samples).
-
-    Where no in-between value can reach ``floor`` (batch,), the CPU kernel keeps the
-    sample peaks (a lower bound) to save time; pass None for the exact envelope.
-    ``taps`` (3, K) are the interpolator phases. Differentiable in ``x``.
-    """
-    if floor is None:
-        floor = torch.zeros(x.shape[0], dtype=torch.float64)
-    if x.is_cuda:
-        from dsp.truepeak import peak_envelope
-
-        env = peak_envelope(x).amax(dim=1)
-        return torch.maximum(env, torch.nn.functional.pad(env[:, :-1], (1, 0)))
-    return _TruePeakEnvelopeCPU.apply(x, floor.cpu(), taps.to(x.dtype).contiguous())
-
-
-class _BiquadCascadeCPU(torch.autograd.Function):
-    """Sections in series in one fused forward pass that keeps each section's output;
-    the backward runs the sections' adjoints in reverse order."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        c = coef.detach().to(torch.float64).contiguous()
-        ys = torch.empty((c.shape[1],) + tuple(x.shape), dtype=x.dtype)
-        y = torch.empty_like(x)
-        _cpu().biquad_cascade_forward(_np(x), _np(c), _np(y), ys.numpy(), True)
-        ctx.save_for_backward(x, ys, c)
-        ctx.coef_dtype = coef.dtype
-        return y
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        x, ys, c = ctx.saved_tensors
-        dc = torch.empty_like(c)
-        g = g.contiguous()
-        for k in range(c.shape[1] - 1, -1, -1):
-            xin = ys[k - 1] if k > 0 else x
-            dx = torch.empty_like(xin)
-            dck = torch.empty(c.shape[0], 5, dtype=torch.float64)
-            _cpu().biquad_backward(_np(xin), _np(ys[k]), _np(c[:, k].contiguous()), _np(g), _np(dx), dck.numpy())
-            dc[:, k] = dck
-            g = dx
-        return g, dc.to(ctx.coef_dtype)
-
-
-def biquad_cascade_rows(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-    """Biquads in series: x (rows, samples), coef (rows, sections, 5) -> (rows, samples).
-
-    On CPU one fused pass (keeping section outputs only when autograd needs them); on
-    CUDA one differentiable kernel per section.
-    """
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or coef.requires_grad)
-    if x.is_cuda:
-        for k in range(coef.shape[1]):
-            x = biquad_rows(x, coef[:, k])
-        return x
-    if needs_grad:
-        return _BiquadCascadeCPU.apply(x, coef)
+# ------------------------------------------------------------------ moving average
+def _movavg_cpu(x: Tensor, window: int) -> Tensor:
     x = x.contiguous()
     y = torch.empty_like(x)
-    _cpu().biquad_cascade_forward(_np(x), _np(coef.detach().to(torch.float64).contiguous()), _np(y),
-                                  np.empty((1, 1, 1), dtype=_np(x).dtype), False)
+    _cpu().moving_average_forward(_np(x), int(window), _np(y))
     return y
 
 
-class _MovingAverageCPU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, window: int) -> torch.Tensor:
-        x = x.contiguous()
-        y = torch.empty_like(x)
-        _cpu().moving_average_forward(_np(x), int(window), _np(y))
-        ctx.window = int(window)
-        return y
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        dx = torch.empty_like(g, memory_format=torch.contiguous_format)
-        _cpu().moving_average_backward(_np(g.contiguous()), ctx.window, _np(dx))
-        return dx, None
+def _movavg_bwd_cpu(g: Tensor, window: int) -> Tensor:
+    dx = torch.empty_like(g, memory_format=torch.contiguous_format)
+    _cpu().moving_average_backward(_np(g.contiguous()), int(window), _np(dx))
+    return dx
 
 
-def moving_average_rows(x: torch.Tensor, window: int) -> torch.Tensor:
+def _movavg_bwd_schema(g: Tensor, window: int) -> Tensor:
+    raise NotImplementedError
+
+
+_movavg_bwd = _op("moving_average_backward", _movavg_bwd_schema, _movavg_bwd_cpu,
+                  lambda *a: _tk().moving_average_backward(*a), lambda g, window: torch.empty_like(g))
+
+
+def _movavg_setup(ctx, inputs, output):
+    ctx.window = inputs[1]
+
+
+def _movavg_backward(ctx, g):
+    return _movavg_bwd(g, ctx.window), None
+
+
+def _movavg_schema(x: Tensor, window: int) -> Tensor:
+    raise NotImplementedError
+
+
+_movavg = _op("moving_average", _movavg_schema, _movavg_cpu, lambda *a: _tk().moving_average(*a),
+              lambda x, window: torch.empty_like(x), (_movavg_backward, _movavg_setup))
+
+
+def moving_average_rows(x: Tensor, window: int) -> Tensor:
     """Trailing moving average of each row of x (rows, samples) over ``window`` samples,
     with the first sample replicated before the start. Differentiable."""
     if window < 1:
         raise ValueError(f"window must be >= 1 sample, got {window}")
-    if x.is_cuda:
-        padded = torch.nn.functional.pad(x[:, None, :], (window - 1, 0), mode="replicate")
-        return torch.nn.functional.avg_pool1d(padded, window, stride=1)[:, 0, :]
-    return _MovingAverageCPU.apply(x, window)
+    return _movavg(_compute_dtype(x), int(window))
 
 
-def gain_and_loudness_energy(y: torch.Tensor, gain: torch.Tensor, kcoef: torch.Tensor, step: int
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+# ----------------------------------------------------------------------- true peak
+def _tp_cpu(x: Tensor, taps: Tensor, floor: Tensor) -> tuple[Tensor, Tensor]:
+    x = x.contiguous()
+    b, c, n = x.shape
+    env = torch.empty(b, n, dtype=x.dtype)
+    code = torch.empty(b, n, dtype=torch.int32)
+    _cpu().true_peak_envelope_forward(_np(x), _np(taps.to(x.dtype).contiguous()), _np(_f64(floor)), _np(env),
+                                      code.numpy())
+    return env, code
+
+
+def _tp_bwd_cpu(g: Tensor, code: Tensor, taps: Tensor, channels: int) -> Tensor:
+    b, n = code.shape
+    dx = torch.zeros(b, channels, n, dtype=g.dtype)
+    _cpu().true_peak_envelope_backward(_np(g.contiguous()), code.numpy(), _np(taps.to(g.dtype).contiguous()),
+                                       int(channels), _np(dx))
+    return dx
+
+
+def _tp_bwd_schema(g: Tensor, code: Tensor, taps: Tensor, channels: int) -> Tensor:
+    raise NotImplementedError
+
+
+_tp_bwd = _op("true_peak_envelope_backward", _tp_bwd_schema, _tp_bwd_cpu,
+              lambda *a: _tk().true_peak_envelope_backward(*a),
+              lambda g, code, taps, channels: g.new_empty((g.shape[0], channels, g.shape[1])))
+
+
+def _tp_setup(ctx, inputs, output):
+    x, taps, floor = inputs
+    ctx.channels = x.shape[1]
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1], taps)
+
+
+def _tp_backward(ctx, genv, gcode):
+    code, taps = ctx.saved_tensors
+    return _tp_bwd(genv, code, taps, ctx.channels), None, None
+
+
+def _tp_schema(x: Tensor, taps: Tensor, floor: Tensor) -> tuple[Tensor, Tensor]:
+    raise NotImplementedError
+
+
+_tp = _op("true_peak_envelope", _tp_schema, _tp_cpu, lambda *a: _tk().true_peak_envelope(*a),
+          lambda x, taps, floor: (x.new_empty((x.shape[0], x.shape[2])),
+                                  x.new_empty((x.shape[0], x.shape[2]), dtype=torch.int32)),
+          (_tp_backward, _tp_setup))
+
+
+def true_peak_envelope_linked(x: Tensor, taps: Tensor, floor: Tensor | None = None) -> Tensor:
+    """Largest |value| of the 4x-oversampled signal over [n-1, n+1), linked across
+    channels: x (batch, channels, samples) -> (batch, samples).
+
+    Where no in-between value can reach ``floor`` (batch,), the sample peaks are kept
+    (a lower bound) to save time; pass None for the exact envelope. ``taps`` (3, K)
+    are the interpolator phases. Differentiable in ``x``.
+    """
+    x = _compute_dtype(x)
+    if floor is None:
+        floor = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    floor = floor.detach().to(device=x.device, dtype=torch.float64)
+    return _tp(x, taps.detach().to(device=x.device, dtype=x.dtype), floor)[0]
+
+
+# ------------------------------------------------------- fused, inference-only passes
+def _use_cpu_kernel(t: Tensor) -> bool:
+    return t.device.type == "cpu" and not _TRITON_ON_CPU
+
+
+def limiter_pass(hold: Tensor, scale: Tensor, ceiling: Tensor, alpha: Tensor, window: int,
+                 power: Tensor, step: int) -> tuple[Tensor, Tensor]:
+    """Fused, inference-only limiter gain (batch, samples) and the 100 ms energies
+    (batch, samples // step) of ``power`` under the total gain ``scale * gain``.
+
+    CPU: one numba pass; elsewhere the same arithmetic from the ops above.
+    """
+    with torch.no_grad():
+        if not _use_cpu_kernel(hold):
+            return _tk().limiter_pass(hold, scale, ceiling, alpha, int(window), power, int(step),
+                                      smooth_rows, moving_average_rows)
+        b, n = hold.shape
+        gain = torch.empty_like(hold)
+        energy = torch.zeros(b, n // step, dtype=torch.float64)
+        _cpu().limiter_pass_forward(_np(hold.contiguous()), _np(_f64(scale)), _np(_f64(ceiling)), _np(_f64(alpha)),
+                                    int(window), _np(power.contiguous()), int(step), _np(gain), energy.numpy())
+        return gain, energy.to(hold.dtype)
+
+
+def gain_and_loudness_energy(y: Tensor, gain: Tensor, kcoef: Tensor, step: int) -> tuple[Tensor, Tensor]:
     """Inference only: (y * gain, 100 ms K-weighted energies summed over channels).
 
     y: (batch, channels, samples); gain: (batch, samples); kcoef: (2, 5) K-weighting
     sections -> out (batch, channels, samples), energy (batch, samples // step).
     """
-    b, c, n = y.shape
-    out = torch.empty_like(y)
-    energy = torch.zeros(b, c, n // step, dtype=torch.float64)
-    _cpu().gain_and_kweight_forward(_np(y.contiguous()), _np(gain.detach().contiguous()),
-                                    _np(kcoef.to(torch.float64).contiguous()), int(step), _np(out), energy.numpy())
-    return out, energy.sum(dim=1).to(y.dtype)
+    with torch.no_grad():
+        if not _use_cpu_kernel(y):
+            return _tk().gain_and_loudness_energy(y, gain, kcoef, int(step), biquad_cascade_rows)
+        b, c, n = y.shape
+        out = torch.empty_like(y)
+        energy = torch.zeros(b, c, n // step, dtype=torch.float64)
+        _cpu().gain_and_kweight_forward(_np(y.contiguous()), _np(gain.contiguous()), _np(_f64(kcoef)), int(step),
+                                        _np(out), energy.numpy())
+        return out, energy.sum(dim=1).to(y.dtype)
+
+
+# ----------------------------------------------------------------- device self-check
+_CHECKED: dict[str, str | None] = {}
+
+
+def device_problem(device: torch.device | str) -> str | None:
+    """Why the ops cannot run on ``device`` (None if they can): runs each op forward and
+    backward on a small input there and compares with the CPU kernels. Cached per device."""
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return None
+    key = str(dev)
+    if key not in _CHECKED:
+        try:
+            _CHECKED[key] = _self_check(dev)
+        except Exception as exc:  # noqa: BLE001 - any failure means "do not use this device"
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            _CHECKED[key] = f"{type(exc).__name__}: {first}"
+    return _CHECKED[key]
+
+
+def _self_check(dev: torch.device) -> str | None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 2, 600, generator=gen, dtype=torch.float64)
+    coef = torch.tensor([[[0.2, 0.4, 0.2, -0.6, 0.25], [1.0, -1.9, 0.95, -1.85, 0.9]]] * 4, dtype=torch.float64)
+    taps = torch.tensor(np.sinc(np.arange(-5, 7)[None, :] - np.array([[0.25], [0.5], [0.75]])), dtype=torch.float64)
+    a = torch.tensor([0.9, 0.5, 0.99, 0.1], dtype=torch.float64)
+
+    def run(d: torch.device) -> list[Tensor]:
+        xd = x.to(d).requires_grad_(True)
+        cd = coef.to(d).requires_grad_(True)
+        rows = xd.reshape(4, 600)
+        outs = [biquad_cascade_rows(rows, cd), smooth_rows(rows, a.to(d), a.flip(0).to(d)),
+                sliding_max_rows(rows, 9), moving_average_rows(rows, 9),
+                true_peak_envelope_linked(xd, taps.to(d), None)]
+        loss = sum((o * torch.linspace(-1, 1, o.shape[-1], dtype=o.dtype, device=d)).sum() for o in outs)
+        loss.backward()
+        return [o.detach().cpu() for o in outs] + [xd.grad.cpu(), cd.grad.cpu()]
+
+    names = ["biquad_cascade", "smooth", "sliding_max", "moving_average", "true_peak", "grad_x", "grad_coef"]
+    for name, want, got in zip(names, run(torch.device("cpu")), run(dev)):
+        err = float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
+        if not err < 1e-6:
+            return f"self-check of {name} on {dev} differs from the CPU kernels (relative error {err:.2g})"
+    return None

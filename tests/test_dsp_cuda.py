@@ -1,4 +1,5 @@
-"""CPU/CUDA parity of the chain (forward and gradients) and of the internal ops; skipped without CUDA."""
+"""CPU/CUDA parity of the chain (forward and gradients) and of the internal ops (skipped
+without CUDA), and the device choice (runs everywhere, with the self-check stubbed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from dsp import MasteringChain, integrated_loudness, true_peak
 from dsp import _ops
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 FS = 44100
 
@@ -25,6 +26,7 @@ def _params(chain: MasteringChain, batch: int, seed: int) -> torch.Tensor:
     return 0.1 + 0.8 * torch.rand(batch, chain.num_params, generator=torch.Generator().manual_seed(seed))
 
 
+@needs_cuda
 @pytest.mark.parametrize("detector", ["rms", "peak"])
 @pytest.mark.parametrize("ceiling", [None, -1.0])
 def test_chain_forward_parity(signal, detector, ceiling):
@@ -37,6 +39,7 @@ def test_chain_forward_parity(signal, detector, ceiling):
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
 
 
+@needs_cuda
 def test_chain_forward_parity_with_target(signal):
     chain = MasteringChain(FS)
     p = _params(chain, 2, 1)
@@ -49,6 +52,7 @@ def test_chain_forward_parity_with_target(signal):
     assert float(true_peak(gpu, FS).max()) <= -1.0 + 0.1
 
 
+@needs_cuda
 @pytest.mark.parametrize("target", [None, -14.0])
 def test_chain_gradient_parity(signal, target):
     chain = MasteringChain(FS)
@@ -71,6 +75,7 @@ def _rows(seed: int, r: int = 4, n: int = 3000) -> torch.Tensor:
     return torch.randn(r, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+@needs_cuda
 def test_ops_parity():
     x = _rows(0)
     coef = torch.tensor([[0.9, -1.2, 0.5, -1.1, 0.4]] * 4, dtype=torch.float64)
@@ -93,6 +98,7 @@ def test_ops_parity():
         torch.testing.assert_close(xg.grad.cpu(), xc.grad, rtol=1e-9, atol=1e-9)
 
 
+@needs_cuda
 def test_true_peak_envelope_parity():
     x = torch.randn(2, 2, 2000, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     k = np.arange(-5, 7)
@@ -105,3 +111,54 @@ def test_true_peak_envelope_parity():
     yc.sum().backward()
     yg.sum().backward()
     torch.testing.assert_close(xg.grad.cpu(), xc.grad, rtol=1e-9, atol=1e-9)
+
+
+@needs_cuda
+def test_self_check_passes_on_cuda():
+    assert _ops.device_problem("cuda") is None
+
+
+@needs_cuda
+def test_long_row_is_chunked_and_exact():
+    """A 3-minute stereo row pair runs as thousands of chunks and matches the CPU kernel."""
+    from dsp import _triton_kernels as TK
+
+    n = 180 * FS
+    x = torch.randn(2, n, generator=torch.Generator().manual_seed(4))
+    coef = torch.tensor([[[1.0, -2.0, 1.0, -1.99, 0.990025], [0.9, -1.2, 0.5, -1.1, 0.4]]] * 2, dtype=torch.float64)
+    assert TK.chunk_plan(2, n)[1] > 1000
+    with torch.no_grad():
+        yc = _ops.biquad_cascade_rows(x, coef)
+        yg = _ops.biquad_cascade_rows(x.cuda(), coef.cuda()).cpu()
+    assert float((yg - yc).abs().max() / yc.abs().max()) < 1e-5
+
+
+def test_auto_falls_back_to_cpu_with_one_line(monkeypatch, capsys):
+    import automaster.pipeline as P
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(_ops, "device_problem", lambda device: "RuntimeError: no kernel image")
+    monkeypatch.setattr(P, "_noted", set())
+    assert P.resolve_device("auto") == torch.device("cpu")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "using the CPU" in err and "no kernel image" in err
+
+
+def test_cuda_request_that_cannot_work_is_a_user_error(monkeypatch):
+    import automaster.pipeline as P
+    from automaster.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(_ops, "device_problem", lambda device: "RuntimeError: no kernel image")
+    with pytest.raises(UserError, match="--device cuda cannot be used: RuntimeError: no kernel image"):
+        P.resolve_device("cuda")
+
+
+def test_self_check_reports_a_failure_instead_of_raising(monkeypatch):
+    def broken(device):
+        raise RuntimeError("triton: no compiler\nsecond line")
+
+    monkeypatch.setattr(_ops, "_self_check", broken)
+    monkeypatch.setattr(_ops, "_CHECKED", {})
+    assert _ops.device_problem("cuda:7") == "RuntimeError: triton: no compiler"
+    assert _ops.device_problem("cpu") is None
