@@ -3,7 +3,7 @@
 A settings file holds physical values keyed by ``MasteringChain.param_names``::
 
     {"format": "automaster-settings", "version": 1,
-     "settings": {"input.gain_db": 0.0, "eq.low_shelf.gain_db": 1.5, ...}, ...}
+     "settings": {"eq.low_shelf.gain_db": 1.5, "multiband.low.ratio": 2.0, ...}, ...}
 
 Only ``settings`` is read back; the other keys (source, target, ...) are informative. A
 flat ``{name: value}`` object is accepted too. Names left out take the chain's identity

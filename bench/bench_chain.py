@@ -130,17 +130,18 @@ def part_baseline(synthetic: bool) -> dict:
 
 # a moderate mastering setting in physical units, the same for every run
 _PRESET = {
-    "input.gain_db": 0.0,
-    "eq.highpass.cutoff_hz": 30.0, "eq.highpass.mix": 1.0,
+    "eq.highpass.cutoff_hz": 30.0,
     "eq.low_shelf.cutoff_hz": 100.0, "eq.low_shelf.gain_db": 2.0,
-    "eq.peak1.center_hz": 120.0, "eq.peak1.gain_db": 0.5, "eq.peak1.q": 1.0,
-    "eq.peak2.center_hz": 250.0, "eq.peak2.gain_db": -2.0, "eq.peak2.q": 1.0,
-    "eq.peak3.center_hz": 2500.0, "eq.peak3.gain_db": 1.5, "eq.peak3.q": 1.0,
-    "eq.peak4.center_hz": 6000.0, "eq.peak4.gain_db": 1.0, "eq.peak4.q": 1.0,
+    "eq.low_mid.center_hz": 250.0, "eq.low_mid.gain_db": -2.0, "eq.low_mid.q": 1.0,
+    "eq.mid.center_hz": 1000.0, "eq.mid.gain_db": 0.5, "eq.mid.q": 0.7,
+    "eq.presence.center_hz": 3000.0, "eq.presence.gain_db": 1.5, "eq.presence.q": 1.0,
     "eq.high_shelf.cutoff_hz": 10000.0, "eq.high_shelf.gain_db": 2.0,
-    "compressor.threshold_db": -18.0, "compressor.ratio": 2.5, "compressor.knee_db": 6.0,
-    "compressor.attack_ms": 10.0, "compressor.release_ms": 150.0, "compressor.makeup_db": 0.0,
-    "saturation.drive_db": 6.0, "saturation.mix": 0.2, "width.width": 1.1, "limiter.release_ms": 100.0,
+    "multiband.crossover_low_hz": 150.0, "multiband.crossover_high_hz": 3000.0,
+    "multiband.low.threshold_db": -6.0, "multiband.low.ratio": 2.5,
+    "multiband.mid.threshold_db": -8.0, "multiband.mid.ratio": 2.0,
+    "multiband.high.threshold_db": -12.0, "multiband.high.ratio": 2.0,
+    "multiband.attack_ms": 10.0, "multiband.release_ms": 150.0,
+    "saturation.amount": 0.2, "width.width": 1.1, "width.mono_below_hz": 80.0, "limiter.release_ms": 100.0,
 }
 
 PARTS = {"forward": part_forward, "batch": part_batch, "pedalboard": part_pedalboard, "baseline": part_baseline}

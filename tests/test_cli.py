@@ -280,7 +280,7 @@ def test_params_out_in_round_trip(files, out_dir, capsys):
 @pytest.mark.parametrize("content,problem", [
     ("{not json", "invalid JSON"),
     ('{"settings": {"eq.bogus": 1}}', "unknown parameter"),
-    ('{"settings": {"compressor.ratio": 500}}', "outside its range"),
+    ('{"settings": {"multiband.low.ratio": 500}}', "outside its range"),
     ('{"eq.low_shelf.gain_db": "loud"}', "must be a number"),
     ("[1, 2]", "JSON object"),
 ])

@@ -62,9 +62,9 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
     s = chain.denormalize(chain.identity_params(1))[0]
     s.update({"eq.high_shelf.gain_db": 6.0, "eq.high_shelf.cutoff_hz": 5000.0,
               "eq.low_shelf.gain_db": -4.0, "eq.low_shelf.cutoff_hz": 150.0,
-              "compressor.threshold_db": -30.0, "compressor.ratio": 4.0,
-              "compressor.attack_ms": 5.0, "compressor.release_ms": 100.0,
-              "input.gain_db": 6.0, "width.width": 1.4})
+              "multiband.low.threshold_db": -12.0, "multiband.low.ratio": 4.0,
+              "multiband.mid.threshold_db": -12.0, "multiband.mid.ratio": 4.0,
+              "multiband.attack_ms": 5.0, "multiband.release_ms": 100.0, "width.width": 1.4})
     with torch.no_grad():
         ref = chain(torch.from_numpy(x)[None], chain.normalize([s]), ceiling_dbtp=-1.0,
                     target_lufs=REF_LUFS)[0].numpy()
