@@ -521,9 +521,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``automaster`` / ``python -m automaster``; returns the exit status."""
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv[:1] == ["album"]:  # ``automaster album ...``: automaster/album/cli.py
+        from automaster.album.cli import main as album_main
+
+        return album_main(argv[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        args = parser.parse_args(argv)
         return _run(args)
     except SystemExit as e:  # --help, --version
         return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 2
