@@ -216,7 +216,7 @@ def test_album_plan_keeps_differences_and_hits_target():
     d_in = np.diff(levels)
     np.testing.assert_allclose(np.diff(plan.planned_lufs), d_in, atol=1e-9)
     est = album_loudness_estimate(hops, [p - L for p, L in zip(plan.planned_lufs, levels)])
-    assert est == pytest.approx(-14.0 + 0.3, abs=0.02)  # aims a little high, trimmed later
+    assert est == pytest.approx(-14.0 + 0.5, abs=0.02)  # aims a little high, trimmed later
     plan_t = plan_levels("track", -14.0, levels, [0.0, -2.0, 0.0], hops)
     assert plan_t.planned_lufs == [-14.0, -16.0, -14.0]
 

@@ -169,7 +169,13 @@ def run(args: argparse.Namespace) -> int:
 
     res = master_album(playlist, opts, notify=note,
                        progress=None if args.quiet else (lambda m: say(f"album: {m}")))
+    import time
+
+    t0 = time.perf_counter()
     doc = write_album_folder(res, out, opts.format, opts.bit_depth, force=args.force)
+    res.timings["write"] = round(time.perf_counter() - t0, 3)
+    if os.environ.get("AUTOMASTER_TIMING"):
+        print(f"automaster: timing: album: {res.timings}", file=sys.stderr)
     for w in res.warnings:
         say(f"automaster: warning: {one_line(w)}", err=True)
     if not args.quiet:

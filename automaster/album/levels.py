@@ -14,7 +14,8 @@ relative to the others. Only when a planned level cannot be reached under the ce
 says so.
 
 G is estimated before mastering from the inputs' 100 ms K-weighted energies, shifted by
-each track's gain and gated as one album. The estimate aims ``AIM_MARGIN_DB`` above the
+each track's gain, weighted by its fades and cross-fades (:func:`faded_hops`) and gated
+as one album. The estimate aims ``AIM_MARGIN_DB`` above the
 target; after assembly the album is measured and trimmed down by a single global gain
 (which keeps both the relative levels and the ceiling), so the estimate only has to
 err on the loud side. If the album still measures quieter than the target by more than
@@ -30,7 +31,7 @@ import numpy as np
 
 from automaster.metering import RELATIVE_GATE_LU, gated_loudness
 
-AIM_MARGIN_DB = 0.3
+AIM_MARGIN_DB = 0.5
 TOLERANCE_LU = 0.1
 MAX_TRACK_LUFS = -3.0
 MIN_TRACK_LUFS = -60.0
@@ -60,6 +61,25 @@ def album_loudness_estimate(hops: list[np.ndarray], gains_db: list[float]) -> fl
     if not blocks:
         return -math.inf
     return gated_loudness(np.concatenate(blocks), RELATIVE_GATE_LU)
+
+
+def faded_hops(hops: np.ndarray, hop_s: float, fade_in: float, fade_out: float,
+               xfade_in: float = 0.0, xfade_out: float = 0.0) -> np.ndarray:
+    """Hop energies weighted by the mean squared gain of the track's fades and cross-fades
+    (quarter-sine, as :mod:`automaster.album.assemble`) over each hop."""
+    n = hops.size
+    if n == 0:
+        return hops
+    t = (np.arange(n) + 0.5) * hop_s  # hop centres
+    dur = n * hop_s
+    g2 = np.ones(n)
+    for length, rising in ((fade_in, True), (xfade_in, True), (fade_out, False),
+                           (xfade_out, False)):
+        if length <= 0:
+            continue
+        u = np.clip((t if rising else dur - t) / length, 0.0, 1.0)
+        g2 *= np.sin(0.5 * np.pi * u) ** 2
+    return hops * g2
 
 
 def plan_levels(mode: str, target_lufs: float, input_lufs: list[float], offsets: list[float],

@@ -94,6 +94,7 @@ def album_document(res: Any, files: list[str], audio_name: str) -> dict[str, Any
         "tracks": tracks,
         "loudness_over_time": res.loudness_curve,
         "warnings": res.warnings,
+        "timings_s": res.timings,
     }
     return _clean(doc)
 
