@@ -36,6 +36,7 @@ examples:
   automaster mix.wav -o master.wav --reference pro_master.wav
   automaster mix.wav -o master.wav --params-out s.json     # then edit s.json and:
   automaster mix.wav -o master2.wav --params-in s.json --force
+  automaster album a.wav b.wav c.wav -o release/           # an album: see automaster album --help
 
 Loudness: --target (default -14 LUFS) or a --platform preset (--list-platforms); the true
 peak stays under --ceiling (default -1 dBTP). With --reference and no --target/--platform

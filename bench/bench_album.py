@@ -7,7 +7,9 @@ looped, each rotated by a different offset and set to a different level between 
   model once; writes album.wav, ten track files, CUE, JSON and PNG);
 - Matchering 2 (``matchering.process``) on each track, with the track 3 dB louder as
   its reference (as bench/bench_master.py), summed.
-Prints the times and the ratio album / Matchering (bar: <= 0.25).
+Prints the wall times and the ratio album / Matchering (bar: <= 0.25), and the CPU
+times (user + system, all threads) beside them: on a shared, busy machine the wall
+times swing with the other jobs' load, the CPU times much less.
 
     python -m bench.bench_album [--tracks 10] [--seconds 180] [--repeats 1]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -46,6 +49,11 @@ def _tracks(folder: Path, count: int, seconds: float) -> list[Path]:
     return paths
 
 
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tracks", type=int, default=10)
@@ -57,32 +65,39 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = _tracks(tmp, args.tracks, args.seconds)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        album_times = []
+        album_times, album_cpu = [], []
         for r in range(args.repeats):
             out = tmp / f"album{r}"
+            c0 = _child_cpu()
             t0 = time.perf_counter()
             res = subprocess.run([sys.executable, "-m", "automaster", "album", *map(str, paths),
                                   "-o", str(out), "-q"], env=env, capture_output=True, text=True)
             album_times.append(time.perf_counter() - t0)
+            album_cpu.append(_child_cpu() - c0)
             if res.returncode != 0:
                 raise SystemExit(f"automaster album failed: {res.stderr.strip()}")
         doc = json.loads((out / "album.json").read_text())
-        rows = {"automaster album, one process (s)": min(album_times)}
+        rows = {"automaster album, one process (s)": min(album_times),
+                "automaster album, CPU time (s)": min(album_cpu)}
         if not args.skip_matchering:
             import matchering as mg
 
             mg.log(lambda *a, **k: None)
-            total = 0.0
+            total, cpu = 0.0, 0.0
             for p in paths:
                 ref = tmp / "reference.wav"
                 x, _ = sf.read(str(p), dtype="float32")
                 sf.write(str(ref), np.clip(x * 10 ** (3 / 20), -1, 1), SR, subtype="PCM_24")
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 mg.process(target=str(p), reference=str(ref),
                            results=[mg.pcm24(str(tmp / "matchering.wav"))])
                 total += time.perf_counter() - t0
+                cpu += time.process_time() - c0
             rows["Matchering 2, each track, total (s)"] = total
-            rows["album / Matchering (bar <= 0.25)"] = rows["automaster album, one process (s)"] / total
+            rows["Matchering 2, CPU time (s)"] = cpu
+            rows["album / Matchering, wall (bar <= 0.25)"] = \
+                rows["automaster album, one process (s)"] / total
+            rows["album / Matchering, CPU"] = rows["automaster album, CPU time (s)"] / cpu
         a = doc["album"]
         print(f"{args.tracks} x {args.seconds:g} s, 44.1 kHz stereo 24-bit; album "
               f"{a['integrated_lufs']} LUFS, {a['true_peak_dbtp']} dBTP, track spread "

@@ -155,10 +155,13 @@ def run(args: argparse.Namespace) -> int:
             raise OutputError(f"holds the input {spec.path.name!r}, which the album would "
                               f"replace; choose another folder", out)
 
-    from automaster.album.master import master_album, prepare
+    from automaster.album.master import master_album, prepare, transitions_for
     from automaster.album.output import write_album_folder
 
-    prepare(Playlist(list(playlist.tracks)), opts)  # every file checked before the heavy part
+    # every file and (in the given order) every transition checked before the heavy part
+    checked, _, _ = prepare(Playlist(list(playlist.tracks)), opts)
+    if opts.sequence == "keep":
+        transitions_for(checked, opts)
 
     def say(message: str, err: bool = False) -> None:
         if err or not args.quiet:

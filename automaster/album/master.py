@@ -239,8 +239,12 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
             t.planned_lufs = level
             masters.append(_master_track(t, x, sr, level, opts, note))
         lap("master_tracks")
-        layout = plan_layout([m.shape[1] for m in masters], sr, transitions,
-                             [(t.fade_in, t.fade_out) for t in tracks])
+        try:
+            layout = plan_layout([m.shape[1] for m in masters], sr, transitions,
+                                 [(t.fade_in, t.fade_out) for t in tracks])
+        except ValueError as e:  # e.g. a cross-fade shorter than a CD frame
+            raise UserError(f"{e} (cross-fades are whole CD frames, 1/75 s; use at least "
+                            f"0.03 s)") from None
         album = assemble(masters, layout)
         del masters
         overlaps = limit_overlaps(album, layout, opts.ceiling_dbtp)
@@ -264,6 +268,7 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
              f"{extra:+.2f} dB louder")
     for t in tracks:
         t.audio = None
+    del inputs
     if trim:
         album *= np.float32(10.0 ** (trim / 20.0))
     edges = fix_cut_edges(album, layout, opts.ceiling_dbtp)
@@ -401,7 +406,7 @@ def _measure(album: np.ndarray, layout: Layout, tracks: list[Track], sr: int,
         setattr(r, key, getattr(r, key) + total)
     r.true_peak_dbtp = db(album_tp)
     st = album_meter.short_term_lufs() + total
-    step = 10  # one value per second
+    step = max(1, -(-st.size // 2000))  # at most ~2000 points (100 ms apart on short albums)
     curve = {"time_s": [round((i + 30) * 0.1, 1) for i in range(0, st.size, step)],
              "short_term_lufs": [round(float(v), 2) if math.isfinite(v) and v > -70 else None
                                  for v in st[::step]]}

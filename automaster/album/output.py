@@ -39,14 +39,21 @@ def output_names(titles: list[str], fmt: str) -> list[str]:
     return ["album" + ext, *FIXED, *track_filenames(titles, ext)]
 
 
+_OWN_EXT = (".wav", ".flac", ".aiff")
+
+
 def existing_outputs(folder: Path) -> list[str]:
-    """Files in ``folder`` that an album run would (re)write: album.* and 'NN - *'."""
+    """Files in ``folder`` that an album run writes: album.{wav,flac,aiff,cue,json,png}
+    and "NN - TITLE.{wav,flac,aiff}". Only these are replaced with --force."""
     if not folder.is_dir():
         return []
+    own = {"album" + e for e in (*_OWN_EXT, ".cue", ".json", ".png")}
     out = []
     for p in folder.iterdir():
         n = p.name
-        if n.startswith("album.") or (len(n) > 5 and n[:2].isdigit() and " - " in n[:6]):
+        number, sep, _ = n.partition(" - ")
+        if n in own or (sep and number.isdigit() and len(number) >= 2
+                        and n.lower().endswith(_OWN_EXT)):
             out.append(n)
     return sorted(out)
 

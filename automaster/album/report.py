@@ -6,7 +6,7 @@ and after), the sequence with its reasons, and per track: file, title, input, st
 duration (seconds and samples), pregap, fades, what follows it, input and output
 loudness, true peak, loudness range, planned loudness, features (energy, tempo, key) and
 the settings (physical units; also the prediction before cohesion). Plus the short-term
-loudness of the whole album, one value per second.
+loudness (3 s windows) of the whole album, at most about 2000 points.
 
 PNG: the loudness over time of the whole album with the track boundaries, and the
 tracks' loudness before and after.
