@@ -74,7 +74,8 @@ class Track:
     planned_lufs: float = math.nan
     master_report: dict = field(default_factory=dict)
     output: dict = field(default_factory=dict)     # measured on its file's span
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)         # loading (mono, resampled...)
+    master_warnings: list[str] = field(default_factory=list)  # from the mastering pipeline
 
 
 @dataclass
@@ -280,6 +281,7 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
         warnings.append(f"a final {final_trim:.3f} dB trim kept the true peak under the "
                         f"ceiling")
     for t in tracks:
+        t.warnings.extend(t.master_warnings)
         for w in t.warnings:
             note(f"{t.path}: {w}")
     return AlbumResult(tracks, transitions, layout, album, sr, plan, sequence, measured,
@@ -344,7 +346,7 @@ def _master_track(t: Track, x: np.ndarray, sr: int, level: float, opts: AlbumOpt
     t.master_report.update({k: result.report.get(k) for k in
                             ("before", "after", "gain_db", "limiter_ceiling_dbtp",
                              "target_lufs")})
-    t.warnings.extend(result.report.get("warnings", []))
+    t.master_warnings = list(result.report.get("warnings", []))  # the last pass's only
     return result.audio
 
 
