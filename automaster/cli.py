@@ -39,6 +39,7 @@ examples:
   automaster mix.wav -o master.wav --reference pro_master.wav
   automaster mix.wav -o master.wav --params-out s.json     # then edit s.json and:
   automaster mix.wav -o master2.wav --params-in s.json --force
+  automaster album a.wav b.wav c.wav -o release/           # an album: see automaster album --help
 
 Loudness: --target (default -14 LUFS) or a --platform preset (--list-platforms); the true
 peak stays under --ceiling (default -1 dBTP). With --reference and no --target/--platform
@@ -601,7 +602,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``automaster`` / ``python -m automaster``; returns the exit status."""
     previous = _install_signal_handlers()
     try:
-        return _main(argv)
+        args = list(argv) if argv is not None else sys.argv[1:]
+        if args[:1] == ["album"]:  # ``automaster album ...``: automaster/album/cli.py
+            from automaster.album.cli import main as album_main
+
+            return album_main(args[1:])
+        return _main(args)
     except KeyboardInterrupt:  # landed outside _main's own handlers
         return _interrupted(2)
     except _Terminated as e:
@@ -615,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        args = parser.parse_args(argv)
         return _run(args)
     except SystemExit as e:  # --help, --version
         return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 2

@@ -1,0 +1,162 @@
+"""Writing the album folder: everything goes to a hidden temporary folder first and is
+moved into place only when complete, so a failure or an interruption leaves nothing.
+
+Fixed names: ``album.wav`` (or .flac/.aiff with ``--format``), ``NN - TITLE.wav`` per
+track, ``album.cue``, ``album.json``, ``album.png``.
+
+Bit-exact cuts: the album is quantized once (TPDF dither, seeded, as ``automaster.io``)
+into ``album.wav``; the track files are then cut from that file's samples, so joined
+back together they equal ``album.wav`` sample for sample, dither included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automaster.album.cue import CueTrack, cue_sheet
+from automaster.album.playlist import safe_filename
+from automaster.errors import OutputError, one_line
+
+FORMAT_EXT = {"wav": ".wav", "flac": ".flac", "aiff": ".aiff"}
+FIXED = ("album.cue", "album.json", "album.png")
+BLOCK = 1 << 20
+
+
+def track_filenames(titles: list[str], ext: str) -> list[str]:
+    width = max(2, len(str(len(titles))))
+    return [f"{k:0{width}d} - {safe_filename(t)}{ext}" for k, t in enumerate(titles, 1)]
+
+
+def output_names(titles: list[str], fmt: str) -> list[str]:
+    ext = FORMAT_EXT[fmt]
+    return ["album" + ext, *FIXED, *track_filenames(titles, ext)]
+
+
+_OWN_EXT = (".wav", ".flac", ".aiff")
+
+
+def existing_outputs(folder: Path) -> list[str]:
+    """Files in ``folder`` that an album run writes: album.{wav,flac,aiff,cue,json,png}
+    and "NN - TITLE.{wav,flac,aiff}". Only these are replaced with --force."""
+    if not folder.is_dir():
+        return []
+    own = {"album" + e for e in (*_OWN_EXT, ".cue", ".json", ".png")}
+    out = []
+    for p in folder.iterdir():
+        n = p.name
+        number, sep, _ = n.partition(" - ")
+        if n in own or (sep and number.isdigit() and len(number) >= 2
+                        and n.lower().endswith(_OWN_EXT)):
+            out.append(n)
+    return sorted(out)
+
+
+def write_album_folder(res: Any, out_dir: Path, fmt: str = "wav", bit_depth: str | None = None,
+                       force: bool = False) -> dict[str, Any]:
+    """Write every output into ``out_dir`` (created when missing). Returns the report."""
+    from automaster.album.report import album_document, draw_album
+    from automaster.io import output_subtype
+
+    ext = FORMAT_EXT[fmt]
+    container = {"wav": "WAV", "flac": "FLAC", "aiff": "AIFF"}[fmt]
+    subtype = output_subtype(container, bit_depth)
+    if container == "WAV" and res.album.size * 4 > 0xFFFF0000:
+        container = "RF64"
+    parent = out_dir.parent if str(out_dir.parent) else Path(".")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.album-", dir=parent))
+    except OSError as e:
+        raise OutputError(f"cannot create a temporary folder ({one_line(e)})", parent) from None
+    try:
+        audio_name = "album" + ext
+        _write_album_audio(res.album, res.sample_rate, tmp / audio_name, container, subtype)
+        files = track_filenames([t.title for t in res.tracks], ext)
+        _cut_tracks(tmp / audio_name, res.layout, [tmp / f for f in files], container, subtype)
+        cue = cue_sheet(audio_name, res.sample_rate,
+                        [CueTrack(t.title, p.cut, p.pregap, t.spec.performer, t.spec.isrc)
+                         for t, p in zip(res.tracks, res.layout.tracks)],
+                        title=res.playlist.title, performer=res.playlist.performer,
+                        catalog=res.playlist.catalog)
+        (tmp / "album.cue").write_text(cue, encoding="utf-8")
+        doc = album_document(res, files, audio_name)
+        doc["album"]["format"] = f"{container}/{subtype}"
+        (tmp / "album.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n",
+                                        encoding="utf-8")
+        draw_album(doc, str(tmp / "album.png"))
+        _move_into_place(tmp, out_dir, force)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write the album ({one_line(e)})", out_dir) from None
+        raise
+    return doc
+
+
+def _write_album_audio(album: np.ndarray, sr: int, path: Path, container: str,
+                       subtype: str) -> None:
+    import soundfile as sf
+
+    from automaster.io import DITHER_SEED, quantize
+
+    bits = {"PCM_16": 16, "PCM_24": 24}.get(subtype)
+    rng = np.random.default_rng(DITHER_SEED)
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=album.shape[0], format=container,
+                      subtype=subtype) as f:
+        for s in range(0, album.shape[1], BLOCK):
+            block = album[:, s:s + BLOCK]
+            if bits is None:
+                f.write(np.ascontiguousarray(block.T, dtype=np.float32))
+            else:
+                q = quantize(block, bits, rng)
+                if bits == 24:
+                    q = q << 8  # libsndfile keeps the top 24 bits of int32 data
+                f.write(np.ascontiguousarray(q.T))
+
+
+def _cut_tracks(album_path: Path, layout: Any, paths: list[Path], container: str,
+                subtype: str) -> None:
+    """Copy each track's span of the written album file, sample for sample."""
+    import soundfile as sf
+
+    dtype = "float32" if subtype == "FLOAT" else ("int16" if subtype == "PCM_16" else "int32")
+    with sf.SoundFile(str(album_path)) as src:
+        for p, path in zip(layout.tracks, paths):
+            src.seek(p.cut)
+            with sf.SoundFile(str(path), "w", samplerate=src.samplerate, channels=src.channels,
+                              format="WAV" if container == "RF64" else container,
+                              subtype=subtype) as dst:
+                left = p.end - p.cut
+                while left > 0:
+                    data = src.read(min(BLOCK, left), dtype=dtype, always_2d=True)
+                    if data.shape[0] == 0:
+                        raise OSError("the album file ended early")
+                    dst.write(data)
+                    left -= data.shape[0]
+
+
+def _move_into_place(tmp: Path, out_dir: Path, force: bool) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in tmp.iterdir():
+        os.chmod(p, 0o666 & ~mask)
+    if not out_dir.exists():
+        os.chmod(tmp, 0o777 & ~mask)
+        os.rename(tmp, out_dir)  # atomic: the folder appears complete
+        return
+    clash = existing_outputs(out_dir)
+    if clash and not force:
+        raise OutputError(f"already holds album files ({', '.join(clash[:3])}"
+                          f"{', ...' if len(clash) > 3 else ''}); use --force to replace them",
+                          out_dir)
+    for name in clash:  # --force: the old album's files go, so no stale track is left
+        (out_dir / name).unlink(missing_ok=True)
+    for p in sorted(tmp.iterdir()):
+        os.replace(p, out_dir / p.name)
+    tmp.rmdir()
