@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from automaster.metering import TP_HALF, tp_taps
+from automaster.metering import TP_AFTER, TP_BEFORE, TP_CONTEXT, tp_taps
+
+TP_HALF = max(TP_BEFORE, TP_AFTER)  # samples either side that can reach a centre through the interpolator
 
 FRAMES_PER_SECOND = 75
 LIMITER_MARGIN_DB = 0.07  # as the pipeline: the limiter aims this far under the ceiling
@@ -170,12 +172,12 @@ def assemble(tracks: list[np.ndarray], layout: Layout) -> np.ndarray:
 def interpolated_peak(x: np.ndarray, lo: int, hi: int, left_zero: int | None = None,
                       right_zero: int | None = None) -> float:
     """Largest |4x interpolated value| (linear) for centres [lo, hi) of x (channels, n),
-    the interpolator of ``resample_poly(x, 4, 1)``. Samples before ``left_zero`` or from
+    the shared true-peak interpolator (dsp/_bs1770.py). Samples before ``left_zero`` or from
     ``right_zero`` on read as zero (a file cut there, played alone); outside x too."""
     lo, hi = max(lo, 0), min(hi, x.shape[1])
     if hi <= lo:
         return 0.0
-    a, b = lo - TP_HALF, hi + TP_HALF
+    a, b = lo - TP_BEFORE, hi + TP_AFTER
     seg = np.zeros((x.shape[0], b - a), dtype=np.float64)
     s0, s1 = max(a, 0), min(b, x.shape[1])
     if left_zero is not None:
@@ -184,10 +186,10 @@ def interpolated_peak(x: np.ndarray, lo: int, hi: int, left_zero: int | None = N
         s1 = min(s1, right_zero)
     if s1 > s0:
         seg[:, s0 - a:s1 - a] = x[:, s0:s1]
-    taps = tp_taps()  # (2H+1, 4)
+    taps = tp_taps()  # (TP_CONTEXT + 1, 4), row j <-> x[n - TP_BEFORE + j]
     best = 0.0
     for row in seg:
-        win = np.lib.stride_tricks.sliding_window_view(row, 2 * TP_HALF + 1)
+        win = np.lib.stride_tricks.sliding_window_view(row, TP_CONTEXT + 1)
         best = max(best, float(np.abs(win @ taps).max()))
     return best
 

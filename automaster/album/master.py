@@ -356,7 +356,8 @@ def true_peaks(album: np.ndarray, layout: Layout) -> tuple[float, list[float]]:
     module's pruned 4x interpolator, then the few samples at every cut twice, continuous
     and cut (:func:`automaster.album.assemble.interpolated_peak`)."""
     from automaster.album.assemble import interpolated_peak
-    from automaster.metering import TP_HALF, true_peak_positions
+    from automaster.album.assemble import TP_HALF
+    from automaster.metering import true_peak_positions
 
     H = TP_HALF
     n = album.shape[1]
