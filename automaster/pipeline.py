@@ -15,8 +15,9 @@
 4. Loudness and ceiling: one global gain, then the chain's true-peak limiter, again in
    blocks with lead-in. The loudness of the limited output is measured and the gain is
    re-aimed (see :class:`GainSearch`) until it is within 0.15 LU of the target. The result
-   is then checked with an independent 4x true-peak measurement (``resample_poly``'s
-   interpolator); where it reads above the ceiling, the limiter's own ceiling is lowered
+   is then checked with the streaming 4x true-peak meter over every output sample (the
+   same interpolator as the limiter's, dsp/_bs1770.py, which only estimates peaks near
+   the ceiling); where it reads above the ceiling, the limiter's own ceiling is lowered
    and the search resumes, and a tiny global trim is the last resort. The accepted pass
    is written (quantized and dithered by the sink).
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model import DESCRIPTORS, FeatureExtractor, MasteringModel, ParameterNetwork, mel_filterbank
-from model.network import MAX_PARAMETERS
+from model.network import MAX_PARAMETERS, level_vector
 
 torch.set_num_threads(1)
 
@@ -261,3 +261,60 @@ def test_mastering_model_matches_chain():
     model.network.init_output_to(chain.identity_params(1))
     p = model.predict(_noise(1.0, 44100))
     assert (p - chain.identity_params(1)).abs().max() < 0.05
+
+
+def test_small_network_overfits_a_handful_of_pairs():
+    """Learning happens: a tiny model fed de-mastered pairs through the chain (audio +
+    parameter loss) more than halves its loss on those same pairs."""
+    from dsp import MasteringChain
+    from train.demaster import Demasterer, inverse_param_target
+    from train.losses import MasteringLoss
+    from train.synth import GeneratedSource
+
+    torch.manual_seed(0)
+    sr = 22050
+    src = GeneratedSource(sr, seconds=1.0, seed=11)
+    chain = MasteringChain(sr)
+    dm = Demasterer(sr, probs={"unlimit": 0, "expand": 0, "transient": 0, "squash": 0, "resonance": 0, "eq": 0.9})
+    masters = torch.stack([src.excerpt(i) for i in range(4)])
+    pairs = [dm(masters[i], 100 + i) for i in range(4)]
+    degraded = torch.stack([p[0] for p in pairs])
+    targets = [inverse_param_target(chain, p[1]) for p in pairs]
+    p_tgt = torch.stack([t for t, _ in targets])
+    mask = torch.stack([m for _, m in targets])
+    model = MasteringModel(chain_sample_rate=sr,
+                           features={"n_mels": 16, "n_windows": 1, "window_seconds": 1.0, "f_max": 8000.0},
+                           network={"hidden": [64, 64], "dropout": 0.0, "n_levels": 2})
+    feats = model.extract(degraded, sr)
+    model.network.set_feature_stats(feats.mean(0), feats.std(0))
+    model.network.init_output_to(chain.identity_params(1).squeeze(0).clamp(0.02, 0.98))
+    loss_fn = MasteringLoss(sr, param_weight=4.0, loudness_weight=0.0)
+    opt = torch.optim.Adam(model.network.parameters(), lr=3e-3)
+    target_lufs = torch.full((4,), -16.0)
+
+    def loss_now() -> torch.Tensor:
+        p = model.network(feats, None, level_vector(target_lufs, -1.0, 4))
+        y = chain(degraded, p, ceiling_dbtp=-1.0, target_lufs=target_lufs)
+        return loss_fn(y, masters, p, p_tgt, mask)[0]
+
+    first = float(loss_now())
+    for _ in range(60):
+        loss = loss_now()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss_now()) < 0.5 * first
+
+
+def test_level_inputs_change_the_prediction():
+    """The loudness target and the ceiling are network inputs: different targets give
+    different settings once the level weights are non-zero."""
+    net = ParameterNetwork(feature_dim=8, num_params=5, cond_dim=0, hidden=[16], n_levels=2)
+    with torch.no_grad():
+        net.linears[0].weight[:, -2:].normal_()
+    f = torch.randn(1, 8)
+    club = net.eval()(f, None, level_vector(-8.0, -1.0, 1))
+    quiet = net(f, None, level_vector(-16.0, -1.0, 1))
+    assert not torch.allclose(club, quiet)
+    with pytest.raises(ValueError):
+        ParameterNetwork(feature_dim=8, num_params=5, n_levels=3)

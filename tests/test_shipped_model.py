@@ -40,3 +40,50 @@ def test_default_model_masters_a_short_file(tmp_path, capsys):
     assert sr == SR and y.shape[1] == 2
     assert abs(pyloudnorm.Meter(SR).integrated_loudness(y) + 16.0) <= 0.5
     assert src.read_bytes() == before
+
+
+def _shelf(x: np.ndarray, kind: str, gain_db: float, freq_hz: float) -> np.ndarray:
+    """RBJ shelf applied with scipy, integrated loudness restored (pyloudnorm)."""
+    from scipy.signal import sosfilt
+
+    from dsp.biquad import high_shelf_coefficients, low_shelf_coefficients
+
+    design = low_shelf_coefficients if kind == "low" else high_shelf_coefficients
+    t = lambda v: torch.tensor([float(v)], dtype=torch.float64)  # noqa: E731
+    c = design(t(freq_hz), t(gain_db), t(2 ** -0.5), SR)[0].numpy()
+    y = sosfilt(np.array([[c[0], c[1], c[2], 1.0, c[3], c[4]]]), x, axis=-1)
+    meter = pyloudnorm.Meter(SR)
+    d = meter.integrated_loudness(x.T) - meter.integrated_loudness(y.T)
+    return (y * 10 ** (d / 20)).astype(np.float32)
+
+
+def _predict(model, x: np.ndarray, target: float = -14.0) -> dict:
+    chain = MasteringChain(SR)
+    p = model.predict(torch.from_numpy(x)[None], SR, target_lufs=target, ceiling_dbtp=-1.0)
+    return chain.denormalize(p)[0]
+
+
+def test_default_model_detects_a_known_shelf_with_the_right_sign():
+    """Audio the model never saw (a synthetic mix): a +6 dB bass shelf gets a lower low
+    shelf than a -6 dB one, and likewise for treble."""
+    from automaster.testing import synth_mix
+
+    model = load_checkpoint("default")
+    x = synth_mix(12.0, SR, seed=21, level_db=-20)
+    for kind, freq, name in (("low", 150.0, "eq.low_shelf.gain_db"), ("high", 5000.0, "eq.high_shelf.gain_db")):
+        up = _predict(model, _shelf(x, kind, 6.0, freq))[name]
+        down = _predict(model, _shelf(x, kind, -6.0, freq))[name]
+        assert up < down, (name, up, down)
+
+
+def test_default_model_hears_the_loudness_target():
+    """A -8 LUFS club master and a -16 LUFS master of the same mix get different dynamics."""
+    from automaster.testing import synth_mix
+
+    model = load_checkpoint("default")
+    x = synth_mix(12.0, SR, seed=22, level_db=-20)
+    club, quiet = _predict(model, x, -8.0), _predict(model, x, -16.0)
+    chain = MasteringChain(SR)
+    pc, pq = chain.normalize([club]), chain.normalize([quiet])
+    idx = [i for i, n in enumerate(chain.param_names) if n.startswith("multiband.")]
+    assert float((pc[0, idx] - pq[0, idx]).abs().max()) > 0.01
