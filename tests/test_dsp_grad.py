@@ -227,7 +227,7 @@ def test_gradcheck_chain_with_target_and_ceiling_at_a_fixed_search_result(monkey
         return chain(x, p, ceiling_dbtp=-1.0, target_lufs=-8.0, reference_lufs=ref)
 
     y, trace = chain.render(x, p, ceiling_dbtp=-1.0, target_lufs=-8.0, reference_lufs=ref)
-    assert float(trace["limiter_gain_db"].min()) < -1.0  # the limiter works at this drive
+    assert float(trace["limiter_gain_db"].min()) < -0.5  # the limiter works at this drive
     for seed in range(2):
         torch.manual_seed(seed)
         assert gradcheck(fn, (x, p), eps=EPS, atol=ATOL, fast_mode=True)
