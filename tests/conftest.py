@@ -212,3 +212,40 @@ def make_music() -> Callable[..., np.ndarray]:
 @pytest.fixture(scope="session")
 def make_band_noise() -> Callable[..., np.ndarray]:
     return band_limited_noise
+
+
+def rich_mix(sample_rate: float, seconds: float, seed: int = 0) -> np.ndarray:
+    """A stereo (2, samples) float64 test mix for whole-chain tests: every 1/3-octave band
+    from 20 Hz to 14 kHz carries content (a pink stereo bed), sparse hits in the sub, mid
+    and top octaves each rise well above the mix's loudness (so each band of a multiband
+    compressor has something to act on), and every band has side content."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
+
+    def band_noise(lo: float, hi: float, corr: float) -> np.ndarray:
+        common = rng.standard_normal(n)
+        w = corr * common + math.sqrt(1 - corr**2) * rng.standard_normal((2, n))
+        y = sps.sosfilt(sps.butter(4, [lo, hi], "bandpass", fs=sample_rate, output="sos"), w, axis=-1)
+        return y / np.sqrt(np.mean(y**2))
+
+    def hits(period: float, offset: float, decay: float) -> np.ndarray:
+        return np.exp(-((t - offset) % period) / decay)
+
+    spec = np.fft.rfft(rng.standard_normal((2, n)), axis=-1)
+    f = np.fft.rfftfreq(n, 1 / sample_rate)
+    bed = np.fft.irfft(spec / np.sqrt(np.maximum(f, 15.0)), n, axis=-1)
+    bed *= 0.015 / np.sqrt(np.mean(bed**2))
+    kick = np.sin(2 * math.pi * 40.0 * t) * hits(0.5, 0.0, 0.06)
+    low = np.stack([kick, kick]) + 0.3 * band_noise(25, 55, 0.5) * hits(0.5, 0.0, 0.06)
+    mid = band_noise(400, 1400, 0.7) * hits(0.5, 0.25, 0.03)
+    top = min(13000.0, 0.45 * sample_rate)
+    high = band_noise(0.5 * top, top, 0.3) * hits(0.5, 0.125, 0.015)
+    pad = band_noise(150, 5000, 0.8) * (0.6 + 0.4 * np.sin(2 * math.pi * 1.3 * t))
+    x = 1.4 * low + mid + high + 0.08 * pad + bed
+    return 0.5 * x / np.abs(x).max()
+
+
+@pytest.fixture(scope="session")
+def make_rich_mix() -> Callable[..., np.ndarray]:
+    return rich_mix

@@ -1,4 +1,4 @@
-"""Gain, saturation, stereo width, parameter ranges and input validation."""
+"""Gain, saturation, stereo width (with mono bass), parameter ranges and input validation."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.signal as sps
 import torch
 
 from dsp import (
@@ -21,7 +22,8 @@ from dsp import (
     integrated_loudness,
     loudness_range,
     normalize_loudness,
-    soft_clip,
+    MultibandCompressor,
+    saturate,
     stereo_width,
     true_peak,
 )
@@ -52,61 +54,158 @@ def test_apply_gain_per_item():
 
 
 # ------------------------------------------------------------------ saturation
-@pytest.mark.parametrize(("drive_db", "mix"), [(0.0, 1.0), (6.0, 0.5), (18.0, 1.0), (24.0, 0.3)])
-def test_soft_clip_matches_formula(drive_db, mix):
-    x = noise(scale=0.8).double()
+DRIVE_LUFS = -12.0  # documented in dsp/saturation.py: the reference loudness sits here in front of tanh
+
+
+def pyln(x: np.ndarray, fs: float) -> float:
+    import pyloudnorm
+
+    return float(pyloudnorm.Meter(fs).integrated_loudness(np.asarray(x, dtype=np.float64).T))
+
+
+def sine_at(fs: float, seconds: float, amp: float, f0: float = 1000.0, channels: int = 2) -> torch.Tensor:
+    t = torch.arange(int(seconds * fs), dtype=torch.float64) / fs
+    return (amp * torch.sin(2 * math.pi * f0 * t)).expand(channels, -1)[None].contiguous()
+
+
+def thd(y: np.ndarray, f0: float, fs: float) -> float:
+    """Power of harmonics 2..9 over the fundamental's (rfft of an integer number of periods)."""
+    spec = np.abs(np.fft.rfft(y)) ** 2
+    k = int(round(f0 * y.shape[-1] / fs))
+    return float(sum(spec[h * k] for h in range(2, 10)) / spec[k])
+
+
+@pytest.mark.parametrize(("amount", "ref"), [(0.3, -20.0), (1.0, -8.0), (0.7, -30.0)])
+def test_saturation_matches_formula_with_given_reference(amount, ref):
+    x = noise(scale=0.3).double()
     with torch.no_grad():
-        y = Saturation(FS)(x, torch.tensor([[drive_db / 24, mix]] * 2, dtype=torch.float64)).numpy()
-    d = 10 ** (drive_db / 20)
+        y = saturate(x, torch.tensor([amount, amount], dtype=torch.float64), FS, reference_lufs=ref).numpy()
+    d = 10 ** ((DRIVE_LUFS - ref) / 20)
     xn = x.numpy()
-    np.testing.assert_allclose(y, (1 - mix) * xn + mix * np.tanh(d * xn) / d, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y, xn + amount * (np.tanh(d * xn) / d - xn), rtol=1e-12, atol=1e-14)
 
 
-def test_saturation_mix_zero_is_identity_and_small_signals_pass():
+def test_saturation_drive_uses_the_measured_loudness(make_music):
+    """Without a reference, the drive places the input's BS.1770 loudness (pyloudnorm) at -12 LUFS."""
+    x = make_music(FS, 2.0, seed=3) * 0.3
+    with torch.no_grad():
+        y = saturate(torch.from_numpy(x)[None], torch.tensor([1.0], dtype=torch.float64), FS)[0].numpy()
+
+    def err(ref: float) -> float:
+        d = 10 ** ((DRIVE_LUFS - ref) / 20)
+        return float(np.abs(y - np.tanh(d * x) / d).max())
+
+    ref = pyln(x, FS)
+    assert err(ref) < 1e-4  # dsp's meter and pyloudnorm agree to a few thousandths of a LU
+    assert err(ref + 0.1) > 3 * err(ref) and err(ref - 0.1) > 3 * err(ref)
+    assert float(np.abs(y - x).max()) > 1e-2
+
+
+def test_saturation_amount_zero_is_identity():
     x = noise()
     with torch.no_grad():
-        torch.testing.assert_close(Saturation(FS)(x, torch.tensor([[1.0, 0.0]] * 2)), x, rtol=0, atol=0)
-        tiny = 1e-4 * x
-        y = soft_clip(tiny, torch.tensor([24.0, 24.0]), torch.tensor([1.0, 1.0]))
-    torch.testing.assert_close(y, tiny, rtol=1e-3, atol=1e-9)  # unity small-signal gain
+        torch.testing.assert_close(Saturation(FS)(x, torch.zeros(2, 1)), x, rtol=0, atol=0)
+        torch.testing.assert_close(saturate(x, torch.zeros(2), FS, reference_lufs=-5.0), x, rtol=0, atol=0)
 
 
-def test_saturation_is_odd_bounded_and_adds_harmonics():
+def test_harmonics_grow_with_amount():
+    """THD of a 1 kHz sine at the reference level rises with the amount (0 at amount 0)."""
     fs = 48000
-    t = torch.arange(4800, dtype=torch.float64) / fs
-    x = (0.9 * torch.sin(2 * math.pi * 1000 * t))[None, None]
-    d, m = torch.tensor([18.0]), torch.tensor([1.0])
-    y = soft_clip(x, d, m)
-    torch.testing.assert_close(soft_clip(-x, d, m), -y)
-    assert y.abs().max() <= 10 ** (-18 / 20) + 1e-12  # saturates towards -drive dBFS
-    spec = np.abs(np.fft.rfft(y[0, 0].numpy()))
-    assert spec[30] > 0.05 * spec[10]  # 3rd harmonic of 1 kHz (bins of 10 Hz)
+    x = sine_at(fs, 1.0, 0.5)
+    amounts = [0.0, 0.25, 0.5, 0.75, 1.0]
+    with torch.no_grad():
+        y = saturate(x.expand(len(amounts), -1, -1), torch.tensor(amounts, dtype=torch.float64), fs)
+    d = [thd(y[i, 0].numpy(), 1000.0, fs) for i in range(len(amounts))]
+    assert d[0] < 1e-20
+    assert all(b > 1.5 * a for a, b in zip(d[1:], d[2:])), d
+    # a sine's peaks sit only 3 dB over its loudness, so at the reference they stay well below
+    # the clipper's knee (about -46 dB THD at full amount; material with 12-18 dB crest hits it)
+    assert d[-1] > 1e-5
+    with torch.no_grad():  # the same sine 12 dB over the reference saturates clearly
+        hot = saturate(x, torch.tensor([1.0], dtype=torch.float64), fs, reference_lufs=pyln(x[0].numpy(), fs) - 12.0)
+    assert thd(hot[0, 0].numpy(), 1000.0, fs) > 1e-3  # -30 dB or more
+    y1 = y[-1, 0]
+    torch.testing.assert_close(saturate(-x, torch.tensor([1.0], dtype=torch.float64), fs)[0, 0], -y1)  # odd
+
+
+@pytest.mark.parametrize("scale_db", [-20.0, -6.0, 6.0])
+def test_saturation_is_independent_of_input_level(scale_db, make_music):
+    """The drive follows the measured reference, so saturate(k x) = k saturate(x)."""
+    x = torch.from_numpy(make_music(FS, 1.0, seed=5))[None]
+    k = 10 ** (scale_db / 20)
+    a = torch.tensor([0.8], dtype=torch.float64)
+    with torch.no_grad():
+        y = saturate(x, a, FS)
+        yk = saturate(k * x, a, FS)
+    assert float((yk - k * y).abs().max()) < 1e-9 * k
+    assert float((y - x).abs().max()) > 1e-3  # it does saturate
 
 
 # ------------------------------------------------------------------ width
-def test_width_one_is_identity_and_zero_is_mono():
-    x = noise(n=1000)
+def side_of(y: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (y[:, 0] - y[:, 1])
+
+
+def mid_of(y: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (y[:, 0] + y[:, 1])
+
+
+def test_width_one_at_zero_hz_is_identity():
+    x = noise(n=3000)
     with torch.no_grad():
-        torch.testing.assert_close(StereoWidth(FS)(x, torch.full((2, 1), 0.5)), x, rtol=0, atol=1e-7)
-        y = StereoWidth(FS)(x, torch.zeros(2, 1))
-    mid = 0.5 * (x[:, 0] + x[:, 1])
-    torch.testing.assert_close(y[:, 0], mid)
-    torch.testing.assert_close(y[:, 1], mid)
+        p = StereoWidth(FS).ranges
+        unit = torch.tensor([[(1.0 - p["width"].low) / (p["width"].high - p["width"].low), 0.0]] * 2)
+        torch.testing.assert_close(StereoWidth(FS)(x, unit), x, rtol=0, atol=2e-7)  # float32 mid/side round trip
+        y = stereo_width(x.double(), torch.ones(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), FS)
+    assert float((y - x.double()).abs().max()) < 1e-15
 
 
 @pytest.mark.parametrize("width", [0.0, 0.5, 1.5, 2.0])
 def test_width_scales_side_and_keeps_mid(width):
     x = noise(n=1000).double()
     y = stereo_width(x, torch.tensor([width, width], dtype=torch.float64))
-    mid_in, side_in = (x[:, 0] + x[:, 1]) / 2, (x[:, 0] - x[:, 1]) / 2
-    mid_out, side_out = (y[:, 0] + y[:, 1]) / 2, (y[:, 0] - y[:, 1]) / 2
-    torch.testing.assert_close(mid_out, mid_in)
-    torch.testing.assert_close(side_out, width * side_in)
+    torch.testing.assert_close(mid_of(y), mid_of(x))
+    torch.testing.assert_close(side_of(y), width * side_of(x))
+
+
+def test_mono_bass_is_lr4_high_pass_on_the_side():
+    """Side = scipy's 2nd-order Butterworth high-pass run twice (LR4), times width; mid untouched."""
+    x = noise(n=6000, seed=3).double()
+    width, fc = torch.tensor([1.3, 0.7], dtype=torch.float64), torch.tensor([120.0, 40.0], dtype=torch.float64)
+    with torch.no_grad():
+        y = stereo_width(x, width, fc, FS)
+    torch.testing.assert_close(mid_of(y), mid_of(x), rtol=0, atol=1e-15)
+    for i in range(2):
+        sos = sps.butter(2, float(fc[i]), "highpass", fs=FS, output="sos")
+        want = float(width[i]) * sps.sosfilt(np.vstack([sos, sos]), side_of(x)[i].numpy())
+        np.testing.assert_allclose(side_of(y)[i].numpy(), want, atol=1e-10)
+
+
+@pytest.mark.parametrize(("f0", "min_cut_db"), [(30.0, 40.0), (50.0, 20.0), (60.0, 20.0)])
+def test_mono_below_120_hz_removes_low_side(f0, min_cut_db):
+    """Pure side sines (L = -R): below ~60 Hz the side falls by more than 20 dB at
+    mono_below_hz = 120; at 2 kHz it is within 0.1 dB; the mid is never touched."""
+    fs = 44100
+    t = torch.arange(fs, dtype=torch.float64) / fs
+    low = 0.3 * torch.sin(2 * math.pi * f0 * t)
+    high = 0.3 * torch.sin(2 * math.pi * 2000.0 * t)
+    for sig, want in ((low, None), (high, 0.0)):
+        x = torch.stack([sig, -sig])[None] + 0.2 * torch.stack([high, high])[None]  # plus some mid
+        with torch.no_grad():
+            y = stereo_width(x, torch.ones(1, dtype=torch.float64), torch.tensor([120.0], dtype=torch.float64), fs)
+        steady = slice(fs // 2, None)
+        s_in, s_out = side_of(x)[0, steady], side_of(y)[0, steady]
+        change = 10 * math.log10(float(s_out.square().mean() / s_in.square().mean()))
+        if want is None:
+            assert change < -min_cut_db
+        else:
+            assert abs(change) < 0.1
+        torch.testing.assert_close(mid_of(y), mid_of(x), rtol=0, atol=1e-15)
 
 
 def test_width_leaves_mono_alone_and_rejects_three_channels():
     x = noise(channels=1)
-    torch.testing.assert_close(StereoWidth(FS)(x, torch.ones(2, 1)), x)
+    torch.testing.assert_close(StereoWidth(FS)(x, torch.ones(2, 2)), x)
     with pytest.raises(ValueError, match="channels"):
         stereo_width(noise(channels=3), torch.ones(2))
 
@@ -139,6 +238,7 @@ PROCESSORS = {
     "eq": lambda: ParametricEQ(FS),
     "compressor_rms": lambda: Compressor(FS, detector="rms"),
     "compressor_peak": lambda: Compressor(FS, detector="peak"),
+    "multiband": lambda: MultibandCompressor(FS),
     "saturation": lambda: Saturation(FS),
     "width": lambda: StereoWidth(FS),
     "limiter": lambda: Limiter(FS),
@@ -200,7 +300,8 @@ def test_chain_rejects_more_than_two_channels():
 
 
 @pytest.mark.parametrize("kwargs", [{"ceiling_dbtp": float("nan")}, {"ceiling_dbtp": float("inf")},
-                                    {"target_lufs": float("nan")}, {"target_lufs": float("-inf")}])
+                                    {"ceiling_dbtp": torch.tensor([-1.0, float("nan")])},
+                                    {"target_lufs": float("-inf")}, {"target_lufs": torch.tensor([float("inf"), -14.0])}])
 def test_chain_rejects_non_finite_render_arguments(kwargs):
     chain = MasteringChain(FS)
     with pytest.raises(ValueError, match="finite"):
