@@ -460,15 +460,17 @@ def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, d
     with torch.no_grad():
         for s, e in _blocks(source.frames, block):
             a = max(0, s - lead)
-            x = torch.from_numpy(np.ascontiguousarray(source.read(a, e)))[None].to(device)
+            # lead-out too: the crossover runs zero-phase (forward and backward in time)
+            z = min(source.frames, e + lead)
+            x = torch.from_numpy(np.ascontiguousarray(source.read(a, z)))[None].to(device)
             y, trace = chain.render(x, p, ceiling_dbtp=None, measure_output=False, reference_lufs=reference_lufs)
-            out = y[0, :, s - a:].float().cpu().numpy()
+            out = y[0, :, s - a:e - a].float().cpu().numpy()
             if not np.isfinite(out).all():
                 raise UserError("the chain produced non-finite samples with this setting", job.name)
             store.write(s, out)
             meter.process(out)
             if comp_trace is not None:
-                comp_trace.add(s, trace["band_gain_db"][0, :, s - a:].float().cpu().numpy())
+                comp_trace.add(s, trace["band_gain_db"][0, :, s - a:e - a].float().cpu().numpy())
             progress.advance(e - s)
     return meter.join()
 

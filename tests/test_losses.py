@@ -57,7 +57,7 @@ def test_param_loss_masks_items() -> None:
     loss.backward()
     assert torch.isfinite(pred.grad).all()
     full = param_loss(pred, target, torch.tensor([[True] * 3, [True, True, True]]))
-    assert full.item() == pytest.approx((0.25 + 0.25) / 5)  # the NaN target is skipped
+    assert full.item() == pytest.approx((0.25 + 0.25) / 6)  # NaN target skipped; divided by batch * n
 
 
 def test_mastering_loss_parts() -> None:

@@ -179,7 +179,9 @@ def test_detail_report_has_spectra_and_traces(mix):
     spec = r.report["spectrum"]
     assert len(spec["frequencies_hz"]) == len(spec["before_db"]) == len(spec["after_db"]) > 50
     gr = r.report["gain_reduction"]
-    assert len(gr["compressor"]["gain_db"]) == len(gr["compressor"]["time_s"]) > 100
+    for band in ("low", "mid", "high"):
+        assert len(gr[band]["gain_db"]) == len(gr[band]["time_s"]) > 100
+        assert gr[band]["mean_gain_db"] <= 0.0
     assert max(gr["limiter"]["gain_db"]) <= 1e-6
 
 

@@ -21,7 +21,7 @@ from automaster.cli import main  # noqa: E402
 from automaster.testing import synth_mix  # noqa: E402
 
 SR = 44100
-REF_LUFS = -10.0
+REF_LUFS = -12.0
 
 
 def lufs(x: np.ndarray, sr: int = SR) -> float:

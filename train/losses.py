@@ -95,7 +95,8 @@ def loudness_loss(pred: torch.Tensor, target: torch.Tensor, sample_rate: int) ->
 def param_loss(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Masked MSE over normalized parameters (batch, n); 0 when nothing is masked in."""
+    """Masked squared error over normalized parameters (batch, n), summed and divided by
+    batch * n; 0 when nothing is masked in."""
     if pred.shape != target.shape:
         raise ValueError(f"param shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
     if mask is None:
@@ -104,4 +105,7 @@ def param_loss(
     if not bool(mask.any()):
         return pred.sum() * 0.0
     diff = pred - torch.nan_to_num(target)
-    return diff.square()[mask].mean()
+    # a sum over items divided by a constant (not by how many entries happen to be masked
+    # in): the loss is linear in the items, so DDP ranks averaging their shards' gradients
+    # get exactly the single-process gradient
+    return torch.where(mask, diff.square(), torch.zeros_like(diff)).sum() / diff.numel()
