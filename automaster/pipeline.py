@@ -54,6 +54,7 @@ LIMITER_MARGIN_DB = 0.07  # the limiter aims this far under the ceiling: its int
 # the independent 4x measurement (resample_poly) differ by up to ~0.06 dB on bright material
 # (tests/test_dsp_dynamics.py); the verification pass lowers the aim if that is not enough
 TAIL_SECONDS = 0.05
+FAST_RELEASE_MS = 40.0  # limiter release used when the predicted one cannot reach the target
 MEMORY_BYTES = 192 << 20
 HELD_GAIN = np.float32(10.0 ** (-0.05 / 20.0))  # limiter gain below this = "held down"
 TRACE_POINTS = 2000
@@ -454,7 +455,10 @@ def _render_pre_limiter(chain, p, source: Source, store: FloatStore, job: Job, d
 
     sr = source.sample_rate
     block = _block_frames(job, source.frames)
-    lead = int(job.lead_seconds * sr)
+    # lead-in: long enough for the compressor's release (5 time constants) to forget the
+    # block's start; the same length as lead-out for the zero-phase crossover
+    release_s = float(chain.denormalize(p.detach().cpu())[0].get("multiband.release_ms", 0.0)) / 1000.0
+    lead = int(max(job.lead_seconds, 5.0 * release_s) * sr)
     meter = BackgroundMeter(Meter(sr, source.channels, true_peak=False))
     progress.stage("render", source.frames)
     with torch.no_grad():
@@ -726,6 +730,16 @@ def _master_rest(source: Source, job: Job, emit, rewind, collected, progress: Pr
             nxt = None
             if not done and n_passes < MAX_LIMITER_PASSES:
                 nxt = search.next(gain_db, cur.level, cur.slope)
+                if nxt is None and release > FAST_RELEASE_MS:
+                    # a slow limiter release caps the loudness it can reach: release faster
+                    job.warnings.append(
+                        f"the limiter's release was shortened from {release:.0f} to {FAST_RELEASE_MS:.0f} ms "
+                        f"to reach {target:g} LUFS under the {ceiling:g} dBTP ceiling")
+                    release = FAST_RELEASE_MS
+                    settings["limiter.release_ms"] = release
+                    search = GainSearch(target, gain_db)
+                    n_passes, best = 0, None
+                    continue
                 if nxt is None:
                     job.warnings.append(
                         f"the target {target:g} LUFS is not reachable under the {ceiling:g} "

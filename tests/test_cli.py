@@ -237,7 +237,7 @@ def test_report(files, out_dir, capsys):
         assert key in doc
     for key in ("integrated_lufs", "true_peak_dbtp", "loudness_range_lu", "crest_db"):
         assert key in doc["before"] and key in doc["after"]
-    assert doc["gain_reduction"]["compressor"]["gain_db"]
+    assert doc["gain_reduction"]["low"]["gain_db"] and doc["settings_in_words"]["Dynamics"]
     assert doc["gain_reduction"]["limiter"]["gain_db"]
     assert (out_dir / "rep.wav.report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -254,8 +254,11 @@ def test_intensity_zero_writes_identity_settings(files, out_dir, capsys):
     ident = chain.denormalize(chain.identity_params(1))[0]
     got = json.loads(p.read_text())["settings"]
     assert got.keys() == ident.keys()
-    for k in got:
-        assert got[k] == pytest.approx(ident[k], rel=1e-5, abs=1e-6)
+    from automaster.intensity import is_scaled
+
+    for k in got:  # every amount at neutral (frequencies, times and thresholds stay as predicted)
+        if is_scaled(k):
+            assert got[k] == pytest.approx(ident[k], rel=1e-5, abs=1e-6), k
 
 
 def test_params_out_in_round_trip(files, out_dir, capsys):
@@ -268,13 +271,13 @@ def test_params_out_in_round_trip(files, out_dir, capsys):
     xa, _ = sf.read(a, dtype="float64")
     xb, _ = sf.read(b, dtype="float64")
     assert np.abs(xa - xb).max() < 1e-4  # the same master (settings are rounded to 6 digits)
-    doc["settings"] = {"eq.high_shelf.gain_db": 9.0}  # a partial, edited file
+    doc["settings"] = {"eq.high_shelf.gain_db": 5.0}  # a partial, edited file
     p.write_text(json.dumps(doc))
     p2 = out_dir / "s2.json"
     code, _, err = run([files["mix"], "-o", out_dir / "c.wav", "--params-in", p,
                         "--params-out", p2], capsys)
     assert code == 0, err
-    assert json.loads(p2.read_text())["settings"]["eq.high_shelf.gain_db"] == 9.0
+    assert json.loads(p2.read_text())["settings"]["eq.high_shelf.gain_db"] == 5.0
 
 
 @pytest.mark.parametrize("content,problem", [

