@@ -69,6 +69,15 @@ def highpass_coefficients(cutoff_hz: torch.Tensor, q: torch.Tensor, sample_rate:
     return _normalize((1 + cw) / 2, -(1 + cw), (1 + cw) / 2, 1 + alpha, -2 * cw, 1 - alpha)
 
 
+def highpass_or_identity(cutoff_hz: torch.Tensor, q: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """:func:`highpass_coefficients`, except that a cutoff <= 0 Hz gives exactly the identity
+    [1, -2, 1, -2, 1] (the double zero at DC cancels the double pole), so "off" is exact."""
+    off = (cutoff_hz.to(torch.float64) <= 0.0)[:, None]
+    ident = torch.tensor([1.0, -2.0, 1.0, -2.0, 1.0], dtype=torch.float64, device=cutoff_hz.device)
+    c = highpass_coefficients(cutoff_hz, q, sample_rate)
+    return torch.where(off, ident.expand_as(c), c)
+
+
 def lowpass_coefficients(cutoff_hz: torch.Tensor, q: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """2nd-order low-pass: (batch,) cutoff and Q -> (batch, 5) float64."""
     w0 = _omega(cutoff_hz, sample_rate)

@@ -20,7 +20,7 @@ from dsp.biquad import (
     apply_biquad_cascade,
     biquad_response_db,
     high_shelf_coefficients,
-    highpass_coefficients,
+    highpass_or_identity,
     low_shelf_coefficients,
     peaking_coefficients,
 )
@@ -57,13 +57,7 @@ def _eq_ranges() -> dict[str, ParamRange]:
 
 def highpass4_sections(cutoff_hz: torch.Tensor, sample_rate: float) -> list[torch.Tensor]:
     """4th-order Butterworth high-pass as two (batch, 5) float64 biquads; exact identity at 0 Hz."""
-    off = (cutoff_hz.to(torch.float64) <= 0.0)[:, None]
-    ident = torch.tensor([1.0, -2.0, 1.0, -2.0, 1.0], dtype=torch.float64, device=cutoff_hz.device)
-    out = []
-    for q in BUTTERWORTH4_Q:
-        c = highpass_coefficients(cutoff_hz, torch.full_like(cutoff_hz, q), sample_rate)
-        out.append(torch.where(off, ident.expand_as(c), c))
-    return out
+    return [highpass_or_identity(cutoff_hz, torch.full_like(cutoff_hz, q), sample_rate) for q in BUTTERWORTH4_Q]
 
 
 def eq_sections(values: dict[str, torch.Tensor], sample_rate: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

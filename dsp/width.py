@@ -3,7 +3,7 @@
 The side signal S = (L - R) / 2 is high-passed by a Linkwitz-Riley (LR4, 24 dB/octave)
 filter at ``mono_below_hz`` and scaled by ``width``; the mid M = (L + R) / 2 is
 untouched, so the low end folds to mono and everything above it is widened or
-narrowed. At 0 Hz the high-pass is exactly the identity (dsp/eq.py), so width 1 with
+narrowed. At 0 Hz the high-pass is exactly the identity (dsp/biquad.py), so width 1 with
 0 Hz leaves the audio unchanged.
 """
 
@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from dsp.biquad import apply_biquad_cascade
+from dsp.biquad import apply_biquad_cascade, highpass_or_identity
+from dsp.crossover import BUTTERWORTH_Q
 from dsp.processor import Processor
 from dsp.ranges import ParamRange
-from dsp.crossover import BUTTERWORTH_Q
-from dsp.biquad import highpass_coefficients
 
 
 def _lr4_highpass(cutoff_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """(batch, 2, 5): a Butterworth high-pass twice; exact identity at 0 Hz."""
-    off = (cutoff_hz.to(torch.float64) <= 0.0)[:, None]
-    ident = torch.tensor([1.0, -2.0, 1.0, -2.0, 1.0], dtype=torch.float64, device=cutoff_hz.device)
-    c = highpass_coefficients(cutoff_hz, torch.full_like(cutoff_hz, BUTTERWORTH_Q), sample_rate)
-    c = torch.where(off, ident.expand_as(c), c)
+    c = highpass_or_identity(cutoff_hz, torch.full_like(cutoff_hz, BUTTERWORTH_Q), sample_rate)
     return torch.stack([c, c], dim=1)
 
 
