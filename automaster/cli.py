@@ -266,7 +266,7 @@ def _resolve_loudness(args: argparse.Namespace) -> tuple[float | None, float]:
             raise UserError(str(e.args[0])) from None
         target = preset.target_lufs if target is None else target
         ceiling = preset.ceiling_dbtp if ceiling is None else ceiling
-    if target is None and not args.reference:
+    if target is None and not getattr(args, "reference", None):
         target = DEFAULT_TARGET_LUFS
     if ceiling is None:
         ceiling = DEFAULT_CEILING_DBTP

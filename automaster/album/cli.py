@@ -79,22 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace):
     from automaster.album.master import AlbumOptions
-    from automaster.platforms import get_platform
 
     def check(name: str, v: float | None, lo: float, hi: float) -> None:
         if v is not None and not (math.isfinite(v) and lo <= v <= hi):
             raise UserError(f"{name} must be between {lo:g} and {hi:g}, got {v:g}")
 
-    target, ceiling = args.target, args.ceiling
-    if args.platform:
-        try:
-            preset = get_platform(args.platform)
-        except KeyError as e:
-            raise UserError(str(e.args[0])) from None
-        target = preset.target_lufs if target is None else target
-        ceiling = preset.ceiling_dbtp if ceiling is None else ceiling
-    target = -14.0 if target is None else target
-    ceiling = -1.0 if ceiling is None else ceiling
+    from automaster.cli import _resolve_loudness
+
+    target, ceiling = _resolve_loudness(args)  # --platform, then the single-track defaults
     if not (math.isfinite(target) and -70.0 < target <= 0.0):
         raise UserError(f"--target must be between -70 and 0 LUFS, got {target:g}")
     check("--ceiling", ceiling, -30.0, 0.0)
