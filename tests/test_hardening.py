@@ -373,7 +373,9 @@ def test_oversized_checkpoint_refused_before_allocating(tmp_path):
     _one_error_line(p.stderr, str(weights.with_suffix(".json")))
     assert "parameters" in p.stderr and "limit" in p.stderr
     maxrss_mb = int(p.stdout.split("MAXRSS_KB")[1].split()[0]) / 1024
-    assert maxrss_mb < 1500, maxrss_mb  # torch + the pipeline need ~0.5-0.9 GB; 2.5 GB more if built
+    # torch + the CLI's preload measured 0.9-1.6 GB here (1.58 GB once in a full-suite run);
+    # building the tampered network would add 2.5 GB on top
+    assert maxrss_mb < 2200, maxrss_mb
     assert not (tmp_path / "o.wav").exists() and _parts(tmp_path) == []
 
 
