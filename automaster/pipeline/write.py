@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from automaster.io import Source
-from automaster.metering import Measurement
+from automaster.metering import BackgroundMeter, Measurement, Meter
 from automaster.pipeline.analyse import Analysis
 from automaster.pipeline.job import Job, MasterResult, Progress, blocks, fmt
 from automaster.pipeline.loudness import Limited, Limiting
@@ -52,7 +52,9 @@ def pass_through(source: Source, chain, analysis: Analysis, job: Job, out: Outpu
 
 
 def write_output(ctx: Limiting, result: Limited, out: Output) -> None:
-    """The accepted pass, with the trim, to the output."""
+    """The accepted pass, with the trim, to the output. A trimmed output is measured as it
+    is written (``result.best`` then holds that measurement), so the report never shows a
+    level shifted by arithmetic."""
     best, trim_db = result.best, result.trim_db
     trim = np.float32(10.0 ** (trim_db / 20.0))
     if best.emitted and trim_db:
@@ -61,25 +63,30 @@ def write_output(ctx: Limiting, result: Limited, out: Output) -> None:
     ctx.progress.stage("write", ctx.store.frames)
     if best.emitted:
         return  # written while verifying
-    if best.cache is not None:
-        for block in best.cache:
-            out.emit(block * trim if trim_db else block)
-            ctx.progress.advance(block.shape[1])
-        return
-    for _, block, _ in ctx.blocks(best.gain_db, best.ceiling):
-        out.emit(block * trim if trim_db else block)
+    meter = None
+    if trim_db:
+        meter = BackgroundMeter(Meter(ctx.sample_rate, ctx.store.channels, true_peak=True,
+                                      spectrum=ctx.job.detail))
+    blocks_out = best.cache if best.cache is not None else (b for _, b, _ in ctx.blocks(best.gain_db, best.ceiling))
+    for block in blocks_out:
+        if trim_db:
+            block = block * trim
+            meter.process(block)
+        out.emit(block)
         ctx.progress.advance(block.shape[1])
+    if meter is not None:
+        m = meter.join()
+        best.measurement, best.spectrum = m.result(), m.spectrum()
+        best.level, best.tp_db = best.measurement.integrated_lufs, best.measurement.true_peak_dbtp
 
 
 def final_report(report: dict[str, Any], analysis: Analysis, result: Limited, job: Job,
                  timings: dict, comp_trace: BandTraces | None, ref_spectrum: tuple | None) -> None:
-    """Before/after, gain, limiter ceiling, warnings, timings; spectra and traces with
-    job.detail. The trim is a plain gain, so it shifts the measured levels exactly."""
+    """Before/after (the output as written, measured), gain, limiter ceiling, warnings,
+    timings; spectra and traces with job.detail."""
     before = analysis.finish()
     best, trim_db = result.best, result.trim_db
     after: Measurement = best.measurement
-    for key in ("integrated_lufs", "true_peak_dbtp", "sample_peak_dbfs", "rms_dbfs"):
-        setattr(after, key, getattr(after, key) + trim_db)
     report.update({
         "before": before.as_dict(),
         "after": after.as_dict(),
@@ -90,7 +97,7 @@ def final_report(report: dict[str, Any], analysis: Analysis, result: Limited, jo
         "timings_s": timings,
     })
     if job.detail:
-        report["spectrum"] = _spectra(analysis, before, after, best.spectrum, trim_db, ref_spectrum)
+        report["spectrum"] = _spectra(analysis, before, after, best.spectrum, ref_spectrum)
         report["gain_reduction"] = {
             **(comp_trace.as_dict() if comp_trace else {}),
             "limiter": best.trace.as_dict() if best.trace else None,
@@ -98,7 +105,7 @@ def final_report(report: dict[str, Any], analysis: Analysis, result: Limited, jo
 
 
 def _spectra(analysis: Analysis, before: Measurement, after: Measurement, out_spectrum: tuple,
-             trim_db: float, ref_spectrum: tuple | None) -> dict[str, Any]:
+             ref_spectrum: tuple | None) -> dict[str, Any]:
     """Long-term spectra of input, master (and reference), the input and reference moved
     to the master's loudness so the plot shows tone, not level."""
     from automaster.report import smooth_spectrum
@@ -107,8 +114,7 @@ def _spectra(analysis: Analysis, before: Measurement, after: Measurement, out_sp
     _, s_out = out_spectrum
     shift = after.integrated_lufs - before.integrated_lufs
     shift = shift if math.isfinite(shift) else 0.0
-    spectrum = smooth_spectrum(f_in, s_in + shift if s_in.size else s_in,
-                               s_out + trim_db if s_out.size else s_out)
+    spectrum = smooth_spectrum(f_in, s_in + shift if s_in.size else s_in, s_out)
     spectrum["before_shift_db"] = round(shift, 2)
     if ref_spectrum is not None:
         f_ref, s_ref, l_ref = ref_spectrum
