@@ -10,7 +10,8 @@
    blocks with lead-in, into a float store (memory, or an unnamed temporary file for long
    inputs) while its loudness is measured.
 4. :mod:`~automaster.pipeline.loudness` - one global gain, then the chain's true-peak
-   limiter, re-aimed until the limited output is within 0.15 LU of the target, verified
+   limiter, re-aimed (dsp.loudness_search, the search training uses too) until the
+   limited output is within 0.1 LU of the target, verified
    with the 4x true-peak meter over every output sample.
 5. :mod:`~automaster.pipeline.write` - the accepted pass to the output (quantized and
    dithered by the sink) and the report.

@@ -1,8 +1,10 @@
 """Loudness and limiter: one global gain, then the chain's true-peak limiter, in blocks with
-lead-in, until the limited output is within 0.15 LU of the target under the ceiling.
+lead-in, until the limited output is within dsp.loudness_search.LOUDNESS_TOLERANCE_LU
+(0.1 LU) of the target under the ceiling.
 
 1. Loudness passes (:func:`_passes_to_target`): the loudness of the limited output is
-   measured and the gain re-aimed (:class:`GainSearch`). If the target is out of reach with
+   measured and the gain re-aimed by :class:`dsp.loudness_search.GainSearch`, the same
+   search the chain uses in training. If the target is out of reach with
    the predicted limiter release, the release is shortened to 40 ms once and the search
    starts again (:func:`_reach_loudness`).
 2. Verification (:func:`verify`): the pass closest to the target is checked with the
@@ -28,9 +30,10 @@ from automaster.metering import BackgroundMeter, Measurement, Meter
 from automaster.pipeline.job import Job, Progress, block_frames, blocks
 from automaster.pipeline.render import FloatStore
 from automaster.pipeline.traces import TraceReducer
+from dsp.loudness_search import LOUDNESS_TOLERANCE_LU, GainSearch, run_search  # noqa: F401 (re-exported)
 
-LOUDNESS_TOLERANCE_LU = 0.15  # |output - target| accepted without another limiter pass
 MAX_LIMITER_PASSES = 8
+MAX_EXTRA_DB = 24.0  # the gain search goes at most this far above its first estimate
 TP_MARGIN_DB = 0.02
 LIMITER_MARGIN_DB = 0.07  # the limiter aims this far under the ceiling: its interpolator and
 # the independent 4x measurement (resample_poly) differ by up to ~0.06 dB on bright material
@@ -38,75 +41,6 @@ LIMITER_MARGIN_DB = 0.07  # the limiter aims this far under the ceiling: its int
 TAIL_SECONDS = 0.05
 FAST_RELEASE_MS = 40.0  # limiter release used when the predicted one cannot reach the target
 HELD_GAIN = np.float32(10.0 ** (-0.05 / 20.0))  # limiter gain below this = "held down"
-
-
-class GainSearch:
-    """Root finder for the normalization gain g (dB): limited-output loudness L(g) = target.
-
-    L is increasing and concave (the limiter flattens it) and may saturate below the
-    target. Until the root is bracketed, steps use a slope estimate (the fraction of
-    output energy the limiter leaves alone, or the secant when smaller); once bracketed,
-    the Illinois variant of regula falsi. Never more than ``MAX_EXTRA_DB`` above the first
-    guess; None when more gain stops making it louder.
-    """
-
-    MAX_EXTRA_DB = 24.0
-    MAX_STEP_DB = 6.0
-
-    def __init__(self, target: float, first_gain: float) -> None:
-        self.target = target
-        self.gain = first_gain
-        self.max_gain = first_gain + self.MAX_EXTRA_DB
-        self.lo: list[float] | None = None  # [gain, level - target < 0]
-        self.hi: list[float] | None = None  # [gain, level - target >= 0]
-        self.last: tuple[float, float] | None = None
-        self.kept: str | None = None
-
-    def lowered(self, delta_db: float) -> None:
-        """The limiter's ceiling was lowered by ``delta_db``: L dropped by at most that much,
-        so points below the target stay below and those above by more stay above."""
-        if self.hi is not None:
-            self.hi[1] -= delta_db
-            if self.hi[1] <= 0.0:
-                self.hi = None
-        self.last, self.kept = None, None
-
-    def next(self, gain: float, level: float, slope: float) -> float | None:
-        """Next gain after measuring ``level`` at ``gain`` (None: the target is out of reach);
-        ``slope``: an estimate of dL/dgain there."""
-        f = level - self.target
-        if self.last is not None and abs(gain - self.last[0]) > 1e-6:
-            secant = (level - self.last[1]) / (gain - self.last[0])
-            if self.hi is None and f < 0 and self.last[1] < self.target \
-                    and gain > self.last[0] + 1.0 and secant < 0.02:
-                return None  # saturated: more gain no longer makes it louder
-            if math.isfinite(secant) and secant > 0:
-                slope = min(slope, secant)
-        self.last = (gain, level)
-        if f < 0:
-            if self.lo is None or gain >= self.lo[0]:
-                self.lo = [gain, f]
-            kept = "hi"
-        else:
-            if self.hi is None or gain <= self.hi[0]:
-                self.hi = [gain, f]
-            kept = "lo"
-        if self.lo is not None and self.hi is not None:
-            if kept == self.kept:  # Illinois: the same end kept twice, halve its value
-                end = self.hi if kept == "hi" else self.lo
-                end[1] *= 0.5
-            self.kept = kept
-            (g0, f0), (g1, f1) = self.lo, self.hi
-            nxt = g0 - f0 * (g1 - g0) / (f1 - f0) if f1 > f0 else 0.5 * (g0 + g1)
-        else:
-            step = -f / min(max(slope, 0.05), 1.0)
-            nxt = gain + max(-self.MAX_STEP_DB, min(self.MAX_STEP_DB, step))
-        if nxt > self.max_gain:
-            if gain >= self.max_gain - 1e-6:
-                return None
-            nxt = self.max_gain
-        self.gain = nxt
-        return nxt
 
 
 @dataclass
@@ -244,40 +178,37 @@ def verify(p: LimiterPass, ctx: Limiting,
     return q
 
 
-def _passes_to_target(ctx: Limiting, search: GainSearch, gain_db: float,
-                      lim_ceiling: float | None, passes: int
-                      ) -> tuple[LimiterPass, LimiterPass, int, bool]:
-    """Loudness passes (no true peak: that costs as much as the rest of a pass) from
-    ``gain_db`` on, re-aimed by ``search``, until one is within the tolerance, the passes
-    run out, or the target is out of reach. Returns (the pass closest to the target, the
-    last pass, the pass count, whether the target is out of reach)."""
-    target, ceiling = search.target, ctx.job.ceiling_dbtp
+def _passes_to_target(ctx: Limiting, search: GainSearch, lim_ceiling: float | None, passes: int
+                      ) -> tuple[LimiterPass, LimiterPass, int]:
+    """Loudness passes (no true peak: that costs as much as the rest of a pass) at the
+    gains ``search`` asks for (:func:`dsp.loudness_search.run_search`), until one is within
+    the tolerance, the passes run out, or the target is out of reach. Returns (the pass
+    closest to the target, the last pass, the pass count)."""
     keep = ctx.store.in_memory  # cache the last pass when it fits in memory
-    best: LimiterPass | None = None
-    while True:
-        passes += 1
-        cur = limiter_pass(ctx, gain_db, lim_ceiling, keep, tp=False)
-        err = target - cur.level
-        if best is None or abs(err) < abs(target - best.level):
-            best = cur
-        if ceiling is None or abs(err) <= LOUDNESS_TOLERANCE_LU or passes >= MAX_LIMITER_PASSES:
-            return best, cur, passes, False
-        nxt = search.next(gain_db, cur.level, cur.slope)
-        if nxt is None:
-            return best, cur, passes, True
-        gain_db = nxt
+    rendered: list[LimiterPass] = []
+    first = search.passes
+
+    def render(gain_db):
+        cur = limiter_pass(ctx, float(gain_db[0]), lim_ceiling, keep, tp=False)
+        rendered.append(cur)
+        return cur.level, cur.slope
+
+    # without a ceiling the first pass is a plain gain, exact by construction
+    budget = 1 if ctx.job.ceiling_dbtp is None else MAX_LIMITER_PASSES - passes
+    run_search(search, render, budget)
+    return rendered[int(search.best_pass[0]) - first], rendered[-1], passes + len(rendered)
 
 
-def _reach_loudness(ctx: Limiting, search: GainSearch, gain_db: float, lim_ceiling: float | None,
+def _reach_loudness(ctx: Limiting, search: GainSearch, lim_ceiling: float | None,
                     passes: int, settings: dict[str, float]
                     ) -> tuple[LimiterPass, GainSearch, int]:
     """:func:`_passes_to_target`; when the target is out of reach, once more with the
     limiter's release shortened to FAST_RELEASE_MS (a slow release caps the loudness it
     can reach), else a warning. Returns (best pass, the search in use, the pass count)."""
-    target, ceiling, job = search.target, ctx.job.ceiling_dbtp, ctx.job
+    target, ceiling, job = float(search.target[0]), ctx.job.ceiling_dbtp, ctx.job
     while True:
-        best, last, passes, out_of_reach = _passes_to_target(ctx, search, gain_db, lim_ceiling, passes)
-        if not out_of_reach:
+        best, last, passes = _passes_to_target(ctx, search, lim_ceiling, passes)
+        if not bool(search.out_of_reach[0]):
             return best, search, passes
         if ctx.release > FAST_RELEASE_MS:
             job.warnings.append(
@@ -285,8 +216,7 @@ def _reach_loudness(ctx: Limiting, search: GainSearch, gain_db: float, lim_ceili
                 f"to reach {target:g} LUFS under the {ceiling:g} dBTP ceiling")
             ctx.release = FAST_RELEASE_MS
             settings["limiter.release_ms"] = ctx.release
-            gain_db = last.gain_db
-            search = GainSearch(target, gain_db)
+            search = GainSearch(target, last.gain_db, MAX_EXTRA_DB)
             passes = 0
             continue
         job.warnings.append(
@@ -314,11 +244,11 @@ def normalize_and_limit(ctx: Limiting, pre_lufs: float, settings: dict[str, floa
     ``ctx.store`` (loudness ``pre_lufs``). A pass being verified without a cache is written
     to ``emit`` on the way when ``rewind`` can take it back."""
     target, ceiling = float(ctx.job.target_lufs), ctx.job.ceiling_dbtp
-    search = GainSearch(target, target - pre_lufs)
+    search = GainSearch(target, target - pre_lufs, MAX_EXTRA_DB)
     lim_ceiling = None if ceiling is None else ceiling - LIMITER_MARGIN_DB
-    gain_db, passes = search.gain, 0
+    passes = 0
     while True:
-        best, search, passes = _reach_loudness(ctx, search, gain_db, lim_ceiling, passes, settings)
+        best, search, passes = _reach_loudness(ctx, search, lim_ceiling, passes, settings)
         # verify the best pass against the independent 4x true-peak measurement; the
         # limiter holds its own interpolator's peaks, which can read a little lower
         best = verify(best, ctx, emit if rewind is not None else None)
@@ -330,5 +260,4 @@ def normalize_and_limit(ctx: Limiting, pre_lufs: float, settings: dict[str, floa
         if best.emitted:
             rewind()
         lim_ceiling = best.ceiling - excess - 0.005
-        gain_db = best.gain_db
-        search.lowered(excess + 0.005)
+        search.lowered(excess + 0.005)  # and resumes from the best pass's gain
