@@ -469,19 +469,16 @@ def _run(args: argparse.Namespace) -> int:
     preload.join()
     if preload.error is not None:
         raise preload.error
-    import torch
-
-    from automaster.pipeline import load_model, resolve_device
+    from automaster.pipeline import compute_threads, load_model, resolve_device
 
     # one intra-op thread: the chain's tensors are small enough that a second OpenMP thread
-    # buys little, and on a busy machine its barrier waits cost up to 10x (measured)
-    threads = _threads()
-    torch.set_num_threads(threads)
-
-    device = resolve_device(args.device)
-    model = None
-    if settings is None:
-        model = load_model(args.model, device)  # None: no default checkpoint shipped yet
+    # buys little, and on a busy machine its barrier waits cost up to 10x (measured); set
+    # for these calls and for each master (Job.threads), restored after each
+    with compute_threads(_threads()):
+        device = resolve_device(args.device)
+        model = None
+        if settings is None:
+            model = load_model(args.model, device)  # None: no default checkpoint shipped yet
     reference = None
     if args.reference:
         from automaster.io import FileSource, materialize

@@ -10,7 +10,9 @@ from torch import nn
 from dsp.biquad import apply_biquad_cascade
 from dsp.eq import ParametricEQ, eq_coefficients
 from dsp._ops import gain_and_loudness_energy, limiter_pass
+from dsp._bs1770 import hop_samples
 from dsp.level import as_reference
+from dsp.loudness_search import LOUDNESS_TOLERANCE_LU, GainSearch, run_search
 from dsp.limiter import Limiter, _ceiling_linear, limiter_envelope, lookahead_samples
 from dsp.loudness import k_weighting_coefficients, loudness_from_power, loudness_from_subblocks, weighted_power
 from dsp.multiband import MultibandCompressor, multiband_compress
@@ -18,8 +20,8 @@ from dsp.ranges import ParamRange, check_audio, check_params, ms_to_coef
 from dsp.saturation import Saturation, saturate
 from dsp.width import StereoWidth, stereo_width
 
-LOUDNESS_TOLERANCE_LU = 0.05
-MAX_LOUDNESS_PASSES = 6
+MAX_LOUDNESS_PASSES = 6  # steps on estimates
+MAX_EXACT_PASSES = 3  # exact renders and measurements after them
 LIMITER_HEADROOM_DB = 9.0  # how far the loudness search may push past the first estimate
 
 
@@ -208,82 +210,75 @@ class MasteringChain(nn.Module):
     def _search(self, y: torch.Tensor, release: torch.Tensor, ceiling_dbtp: torch.Tensor | None,
                 target_lufs: torch.Tensor, hold: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The loudness search (no autograd): returns (gain_db (batch,), total gain k * G
-        (batch, samples), output (batch, channels, samples), output loudness (batch,)).
+        """The loudness search (no autograd, :mod:`dsp.loudness_search`): returns (gain_db
+        (batch,), total gain k * G (batch, samples), output (batch, channels, samples),
+        output loudness (batch,)), the output rendered at exactly that gain and measured.
 
-        With a ceiling, the pre-gain is re-aimed by secant steps until the limited output
-        meets the target. The limiter envelope and the K-weighted power of the
-        pre-limiter signal are computed once: both scale with the pre-gain, and the slow
-        limiter gain commutes with K-weighting closely enough to estimate each step's
-        loudness; the output is then rendered and measured exactly, and corrected.
+        With a ceiling, the search first steps on estimates: the limiter envelope and the
+        K-weighted power of the pre-limiter signal are computed once (both scale with the
+        pre-gain), and the slow limiter gain commutes with K-weighting closely enough to
+        estimate each step's loudness. It then goes on with exact renders and measurements
+        until the rendered output is within the tolerance (or the passes run out); the
+        output returned is the last one rendered, at the gain returned.
         """
         limiter = self.stages["limiter"]
         sr = self.sample_rate
         power = weighted_power(y, sr)
         level = loudness_from_power(power, sr)
         silent = ~(torch.isfinite(level) & torch.isfinite(target_lufs))
-        target = torch.where(silent, torch.zeros_like(level), target_lufs.to(level.dtype))
+        target = torch.where(silent, torch.full_like(level, math.nan), target_lufs.to(level.dtype))
         gain_db = torch.where(silent, torch.zeros_like(level), target - torch.where(silent, torch.zeros_like(level), level))
-        if ceiling_dbtp is None:
+        if ceiling_dbtp is None:  # a pure gain: K-weighting is linear, so the power scales by k^2
             k = torch.pow(10.0, gain_db / 20.0)
-            lufs = torch.where(silent, level, target)
             total = k[:, None].expand(y.shape[0], y.shape[2]).contiguous()
-            return gain_db, total, y * k[:, None, None], lufs
+            return gain_db, total, y * k[:, None, None], loudness_from_power(power * (k * k)[:, None], sr)
 
         ceiling = _ceiling_linear(ceiling_dbtp, y)
-        max_gain_db = gain_db + LIMITER_HEADROOM_DB
         if hold is None:
-            hold = limiter.hold(limiter_envelope(y, ceiling / torch.pow(10.0, max_gain_db / 20.0)))
+            hold = limiter.hold(limiter_envelope(y, ceiling / torch.pow(10.0, (gain_db + LIMITER_HEADROOM_DB) / 20.0)))
         fused = not y.is_cuda
-        step = max(1, int(round(0.1 * sr)))
+        step = hop_samples(sr)
         look = lookahead_samples(limiter.lookahead_ms, sr)
+        rendered: dict[str, torch.Tensor] = {}
 
-        def total_gain(g_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """Total gain k * G (batch, samples) and the estimated output loudness (batch,)."""
-            k = torch.pow(10.0, g_db / 20.0)
+        def limit(g_db: torch.Tensor) -> torch.Tensor:
+            """Total gain k * G (batch, samples) at pre-gain g_db; the estimated output
+            loudness (batch,) goes to rendered["estimate"]."""
+            if "gain" in rendered and torch.equal(rendered["gain"], g_db):
+                return rendered["total"]
+            k = torch.pow(10.0, g_db / 20.0).to(y.dtype)
             if fused:
                 a_rel = ms_to_coef(release.to(torch.float64), sr)
                 g, energy = limiter_pass(hold, k, ceiling, a_rel, look + 1, power, step)
-                return k[:, None] * g, loudness_from_subblocks(energy, power)
-            tot = k[:, None] * limiter.gain_from_hold(hold * k[:, None], ceiling, release)
-            return tot, loudness_from_power(power * tot * tot, sr)
+                total, est = k[:, None] * g, loudness_from_subblocks(energy, power)
+            else:
+                total = k[:, None] * limiter.gain_from_hold(hold * k[:, None], ceiling, release)
+                est = loudness_from_power(power * total * total, sr)
+            rendered.update(gain=g_db.clone(), total=total, estimate=est)
+            return total
 
-        # each item stops moving once within tolerance, so items never affect each other
-        prev_gain = prev_level = None
-        for _ in range(MAX_LOUDNESS_PASSES):
-            total, est = total_gain(gain_db)
-            err = torch.where(silent, torch.zeros_like(est), target - est)
-            active = err.abs() >= 0.5 * LOUDNESS_TOLERANCE_LU
-            if not bool(active.any()):
-                break
-            step_db = err
-            if prev_gain is not None:
-                dg = gain_db - prev_gain
-                moved = dg.abs() > 1e-6
-                slope = (est - prev_level) / torch.where(moved, dg, torch.ones_like(dg))
-                ok = moved & (slope > 0.05)
-                step_db = err / torch.where(ok, slope, torch.ones_like(slope)).clamp(max=1.0)
-            prev_gain, prev_level = gain_db, est
-            new_gain = torch.minimum(gain_db + step_db.clamp(-6.0, 12.0), max_gain_db)
-            new_gain = torch.where(active, new_gain, gain_db)
-            if not bool(((new_gain - gain_db).abs() >= 1e-3).any()):
-                break  # at the headroom limit: the target is out of reach under this ceiling
-            gain_db = new_gain
+        def estimate(g_db: torch.Tensor) -> tuple[torch.Tensor, None]:
+            limit(g_db)
+            return rendered["estimate"], None
 
-        for attempt in range(3):  # exact check of the rendered output, with corrections if needed
+        def render(g_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            total = limit(g_db)
             if fused and y.shape[-1] >= 4 * step:
                 out, energy = gain_and_loudness_energy(y, total, k_weighting_coefficients(sr), step)
                 out_level = loudness_from_subblocks(energy, power)
             else:
                 out = y * total[:, None, :]
                 out_level = loudness_from_power(weighted_power(out, sr), sr)
-            err = torch.where(silent, torch.zeros_like(out_level), target - out_level)
-            active = err.abs() >= LOUDNESS_TOLERANCE_LU
-            if not bool(active.any()) or attempt == 2:
-                break
-            gain_db = torch.where(active, torch.minimum(gain_db + err, max_gain_db), gain_db)
-            total, _ = total_gain(gain_db)
-        return gain_db, total, out, out_level
+            rendered.update(out=out, level=out_level)
+            return out_level, first.slope
+
+        # estimates aim at half the tolerance, so the exact render usually lands inside it
+        first = run_search(GainSearch(target, gain_db, LIMITER_HEADROOM_DB, 0.5 * LOUDNESS_TOLERANCE_LU),
+                           estimate, MAX_LOUDNESS_PASSES)
+        exact = GainSearch(target, first.rendered_gain, first.max_gain - first.rendered_gain)
+        exact.out_of_reach = first.out_of_reach.clone()
+        run_search(exact, render, MAX_EXACT_PASSES)
+        return exact.rendered_gain.to(level.dtype), rendered["total"], rendered["out"], rendered["level"]
 
 
 def _per_item(value: float | torch.Tensor | None, x: torch.Tensor, name: str, allow_nan: bool) -> torch.Tensor | None:

@@ -38,7 +38,7 @@ def limiter_envelope(x: torch.Tensor, ceiling: torch.Tensor) -> torch.Tensor:
     Exact wherever it could reach ``ceiling`` (batch,) linear; below it only sample
     peaks are kept, which cannot change the gain (r = 1 there either way).
     """
-    return true_peak_envelope_linked(x, interpolation_taps(x.device, x.dtype), ceiling.detach().double().cpu())
+    return true_peak_envelope_linked(x, interpolation_taps(x.device, x.dtype), ceiling.detach().double())
 
 
 def lookahead_samples(lookahead_ms: float, sample_rate: float) -> int:

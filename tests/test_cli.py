@@ -121,6 +121,21 @@ def test_end_to_end_with_model(files, out_dir, capsys):
     assert [p.name for p in out_dir.iterdir()] == ["master.wav"]  # no temporary left over
 
 
+def test_in_process_run_leaves_the_thread_count_alone(files, out_dir, capsys):
+    """The CLI sets its thread count per call (AUTOMASTER_THREADS, default 1) and restores
+    the caller's afterwards."""
+    import torch
+
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        code, _, err = run([files["mix"], "-o", out_dir / "t.wav", "--model", files["model"]], capsys)
+        assert code == 0, err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_subprocess_full_run(files, out_dir):
     out = out_dir / "sub.flac"
     res = subprocess.run([sys.executable, "-m", "automaster", str(files["mix"]), "-o", str(out),
@@ -148,9 +163,9 @@ def test_targets_and_platforms(files, out_dir, capsys, args, target, ceiling):
 
 
 def test_preset_fallback_is_announced_once(files, out_dir, capsys, monkeypatch):
-    import automaster.pipeline
+    import automaster.pipeline.decide
 
-    monkeypatch.setattr(automaster.pipeline, "default_model_available", lambda: False)
+    monkeypatch.setattr(automaster.pipeline.decide, "default_model_available", lambda: False)
     code, _, err = run([files["mix"], files["mono"], "-o", out_dir], capsys)
     assert code == 0
     assert err.count("no trained model found") == 1

@@ -135,10 +135,11 @@ def test_long_row_is_chunked_and_exact():
 
 def test_auto_falls_back_to_cpu_with_one_line(monkeypatch, capsys):
     import automaster.pipeline as P
+    import automaster.pipeline.job
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(_ops, "device_problem", lambda device: "RuntimeError: no kernel image")
-    monkeypatch.setattr(P, "_noted", set())
+    monkeypatch.setattr(automaster.pipeline.job, "_noted", set())
     assert P.resolve_device("auto") == torch.device("cpu")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "using the CPU" in err and "no kernel image" in err

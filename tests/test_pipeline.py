@@ -225,3 +225,38 @@ def test_disk_store_writes_while_verifying(mix, tmp_path):
     y, _ = sf.read(out, dtype="float32", always_2d=True)
     assert r.audio is None
     np.testing.assert_allclose(y.T, ref.audio, atol=1e-6)
+
+
+def test_thread_count_is_set_per_call_and_restored(mix):
+    """master_source runs torch and numba with Job.threads and restores the caller's
+    counts afterwards, also when it fails; nothing is left changed process-wide."""
+    import numba
+
+    from automaster.errors import InputError
+    from automaster.pipeline import Progress
+
+    seen = []
+
+    class Spy(Progress):
+        def stage(self, name, frames):
+            seen.append((name, torch.get_num_threads(), numba.get_num_threads()))
+
+    saved = torch.get_num_threads(), numba.get_num_threads()
+    numba_two = numba.config.NUMBA_NUM_THREADS >= 2
+    try:
+        torch.set_num_threads(2)
+        if numba_two:
+            numba.set_num_threads(2)
+        outside = torch.get_num_threads(), numba.get_num_threads()
+        master_source(ArraySource(mix[:, :SR], SR), Job(device="cpu", threads=1), progress=Spy())
+        assert {s[0] for s in seen} >= {"analyse", "render", "limit", "write"}
+        assert all(t == 1 and n == 1 for _, t, n in seen), seen
+        assert (torch.get_num_threads(), numba.get_num_threads()) == outside
+        bad = mix[:, :SR].copy()
+        bad[0, 100] = np.nan
+        with pytest.raises(InputError):
+            master_source(ArraySource(bad, SR), Job(device="cpu", threads=1))
+        assert (torch.get_num_threads(), numba.get_num_threads()) == outside
+    finally:
+        torch.set_num_threads(saved[0])
+        numba.set_num_threads(saved[1])

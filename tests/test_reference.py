@@ -74,11 +74,11 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def matched(pair):
     """Reference mode with no trained model available: it must start from identity."""
-    import automaster.pipeline
+    import automaster.pipeline.decide
 
     x, ref = pair
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(automaster.pipeline, "default_model_available", lambda: False)
+        mp.setattr(automaster.pipeline.decide, "default_model_available", lambda: False)
         return automaster.master(x, SR, target_lufs=None, reference=ref, device="cpu")
 
 

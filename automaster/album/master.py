@@ -295,16 +295,13 @@ def _predict(tracks: list[Track], sr: int, opts: AlbumOptions, note) -> None:
 
     from automaster.io import ArraySource
     from automaster.metering import Measurement
-    from automaster.pipeline import Job, choose_setting, load_model, resolve_device
+    from automaster.pipeline import Job, choose_setting, compute_threads, load_model, resolve_device
     from dsp import MasteringChain
 
     device = resolve_device(opts.device)
     chain = MasteringChain(sample_rate=sr).to(device)
     model = load_model(opts.model, device)
-    saved = torch.get_num_threads()
-    if opts.threads:
-        torch.set_num_threads(int(opts.threads))
-    try:
+    with compute_threads(opts.threads):
         ps = []
         for t in tracks:
             job = Job(intensity=opts.intensity, model=model, device=device, name=str(t.path),
@@ -315,8 +312,6 @@ def _predict(tracks: list[Track], sr: int, opts: AlbumOptions, note) -> None:
                 p, info = choose_setting(chain, ArraySource(t.audio, sr), before, job, device)
             t.master_report["setting_source"] = info.get("source")
             ps.append(p.detach().cpu().float())
-    finally:
-        torch.set_num_threads(saved)
     P = torch.cat(ps, dim=0)
     live = [i for i, t in enumerate(tracks)
             if t.input.get("integrated_lufs") is not None]

@@ -1,0 +1,164 @@
+"""The mastering pipeline, in the order the data flows through its modules:
+
+1. :mod:`~automaster.pipeline.analyse` - one streaming pass over the whole input:
+   loudness, true peak, LRA, crest. Silence or near-silence (below -70 LUFS integrated or
+   -80 dBFS peak) stops here: it is passed through unchanged, with a warning
+   (:func:`~automaster.pipeline.write.pass_through`), instead of being pushed up to the target.
+2. :mod:`~automaster.pipeline.decide` - the setting: ``--params-in`` values, the network's
+   prediction, or the built-in preset; refined towards a reference; scaled by ``intensity``.
+3. :mod:`~automaster.pipeline.render` - the chain without limiter or loudness stage, in
+   blocks with lead-in, into a float store (memory, or an unnamed temporary file for long
+   inputs) while its loudness is measured.
+4. :mod:`~automaster.pipeline.loudness` - one global gain, then the chain's true-peak
+   limiter, re-aimed (dsp.loudness_search, the search training uses too) until the
+   limited output is within 0.1 LU of the target, verified
+   with the 4x true-peak meter over every output sample.
+5. :mod:`~automaster.pipeline.write` - the accepted pass to the output (quantized and
+   dithered by the sink) and the report.
+
+Memory stays bounded by the block size whatever the input length (60 min of stereo
+44.1 kHz: about 1.1 GB peak RSS, the same as for 3 min). Meters (K-weighting, true peak)
+run on a worker thread beside the render, so a second core is used; torch itself runs
+single-threaded (:func:`~automaster.pipeline.job.compute_threads`). Inputs longer than the
+memory budget keep the pre-limiter render in an unnamed temporary file and write the
+output while verifying it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from automaster.errors import UserError, one_line
+from automaster.io import ArraySource, Source
+from automaster.pipeline.analyse import (SILENCE_LUFS, SILENCE_PEAK_DBFS, Analysis, analyse_input,
+                                         analysis_windows, check_reference_level, excerpt_batch,
+                                         is_silent, measure_reference, measure_source,
+                                         reference_lufs)
+from automaster.pipeline.checks import check_args, check_audio, check_length_and_values, reference_source
+from automaster.pipeline.decide import choose_setting, default_model_available, load_model, match_to_reference
+from automaster.pipeline.device import resolve_device
+from automaster.pipeline.job import (BLOCK_FRAMES, LEAD_SECONDS, MEMORY_BYTES, Job, MasterResult, Progress,
+                                     Timings, compute_threads)
+from automaster.pipeline.loudness import (FAST_RELEASE_MS, LIMITER_MARGIN_DB, LOUDNESS_TOLERANCE_LU,
+                                          MAX_LIMITER_PASSES, TP_MARGIN_DB, GainSearch, Limiting,
+                                          normalize_and_limit)
+from automaster.pipeline.render import FloatStore, render_pre_limiter
+from automaster.pipeline.traces import BandTraces, TraceReducer
+from automaster.pipeline.write import Output, describe, final_report, pass_through, write_output
+
+
+def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
+           ceiling_dbtp: float | None = -1.0, intensity: float = 1.0, reference: Any = None,
+           reference_sample_rate: int | None = None, model: Any = None, device: Any = "auto",
+           *, settings: dict[str, float] | None = None, detail: bool = False) -> MasterResult:
+    """Master ``audio`` (channels, samples) or (samples,) at ``sample_rate``.
+
+    target_lufs: integrated loudness of the result; None (the default) matches the
+    reference's loudness when a reference is given, else -14 LUFS. ceiling_dbtp: true-peak
+    ceiling (None: no limiter). intensity: 0 = identity setting .. 1 = full predicted
+    setting. reference: a finished master to match, as an array (channels, samples) at
+    ``reference_sample_rate`` (default ``sample_rate``) or a file path. model:
+    MasteringModel, checkpoint name/path or None. settings: explicit {parameter: physical
+    value} (skips prediction). Returns a MasterResult with audio (channels, samples) float32
+    at the same rate and channel count.
+    """
+    x = check_audio(audio)
+    check_args(sample_rate, target_lufs, ceiling_dbtp, intensity)
+    check_length_and_values(x, sample_rate)
+    if reference is not None and settings is not None:
+        raise ValueError("give either a reference or explicit settings, not both")
+    job = Job(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, intensity=float(intensity),
+              settings=dict(settings) if settings is not None else None, model=model,
+              device=device, detail=detail, name="audio")
+    if reference is not None:
+        job.reference, job.reference_name = reference_source(reference, reference_sample_rate
+                                                             or sample_rate)
+    return master_source(ArraySource(x, sample_rate), job)
+
+
+def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] | None = None,
+                  progress: Progress | None = None,
+                  rewind: Callable[[], None] | None = None) -> MasterResult:
+    """Master a (processing-rate) source; blocks go to ``write`` (or into result.audio).
+
+    ``rewind``, when given with ``write``, discards what was written so far; it lets a long
+    input write its likely-final limiter pass while verifying it instead of running it again.
+    Torch and numba (dsp's kernels) run with ``job.threads`` threads meanwhile, restored
+    afterwards (:func:`~automaster.pipeline.job.compute_threads`).
+    """
+    progress = progress or Progress()
+    out = Output(write, rewind)
+    timings = Timings()
+    with compute_threads(job.threads):
+        analysis = analyse_input(source, job, progress)
+        try:
+            timings.lap("analyse")
+            return _master_analysed(source, job, analysis, out, progress, timings)
+        finally:
+            analysis.tp.join()
+
+
+def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
+                     progress: Progress, timings: Timings) -> MasterResult:
+    """Everything after the analysis pass: target, setting, render, loudness, write."""
+    report = _start_report(source, job)
+    ref_spectrum = None
+    if job.reference is not None:
+        ref_spectrum = measure_reference(job, report)
+        timings.lap("reference_loudness")
+    if job.target_lufs is None:
+        job.target_lufs = -14.0
+    report.update(target_lufs=job.target_lufs, ceiling_dbtp=job.ceiling_dbtp,
+                  intensity=job.intensity)
+
+    from dsp import MasteringChain
+
+    device = resolve_device(job.device)
+    chain = MasteringChain(sample_rate=source.sample_rate).to(device)
+    timings.lap("load_torch")
+    if is_silent(analysis.before):
+        return pass_through(source, chain, analysis, job, out, report, progress)
+
+    p, info = choose_setting(chain, source, analysis.before, job, device)
+    timings.lap("setting")
+    settings = chain.denormalize(p.detach().cpu())[0]
+    report.update(info)
+
+    store = FloatStore(source.channels, source.frames, job.memory_bytes, job.tmp_dir)
+    comp_trace = BandTraces(source.frames, source.sample_rate) if job.detail else None
+    try:
+        pre = render_pre_limiter(chain, p.detach(), source, store, job, device, progress,
+                                 comp_trace, reference_lufs(analysis.before))
+        pre_lufs = pre.integrated_lufs()
+        timings.lap("render")
+        if not math.isfinite(pre_lufs):
+            raise UserError("the chain's output with this setting is silent", job.name)
+        ctx = Limiting(chain, store, float(settings.get("limiter.release_ms", 100.0)), job,
+                       device, progress)
+        limited = normalize_and_limit(ctx, pre_lufs, settings, out.emit, out.rewind)
+        timings.lap("loudness_and_limiter")
+        timings["limiter_passes"] = limited.passes
+        write_output(ctx, limited, out)
+    finally:
+        store.close()
+    timings.lap("write")
+
+    final_report(report, analysis, limited, job, dict(timings), comp_trace, ref_spectrum)
+    return MasterResult(out.audio(), settings, report)
+
+
+def _start_report(source: Source, job: Job) -> dict[str, Any]:
+    return {"input": job.name, "sample_rate": source.sample_rate, "channels": source.channels,
+            "duration_s": round(source.frames / source.sample_rate, 3)}
+
+
+__all__ = ["MasterResult", "Job", "Progress", "master", "master_source", "load_model",
+           "resolve_device", "describe", "one_line", "choose_setting", "check_reference_level",
+           "default_model_available", "GainSearch", "measure_source", "analysis_windows",
+           "excerpt_batch", "match_to_reference", "FloatStore", "TraceReducer", "BandTraces",
+           "compute_threads", "SILENCE_LUFS", "SILENCE_PEAK_DBFS", "LOUDNESS_TOLERANCE_LU",
+           "MAX_LIMITER_PASSES", "TP_MARGIN_DB", "LIMITER_MARGIN_DB", "FAST_RELEASE_MS",
+           "BLOCK_FRAMES", "LEAD_SECONDS", "MEMORY_BYTES"]
