@@ -105,7 +105,9 @@ def test_upload_master_download_and_edit(client, excerpt):
     assert set(report["settings_in_words"]) == {"Tone", "Dynamics", "Color", "Stereo", "Loudness"}
     r = client.get(f"/api/jobs/{jid}/master", headers=AUTH, params={"download": 1})
     assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
-    assert 'filename="My Song (final) (master).wav"' in r.headers["content-disposition"]
+    from urllib.parse import unquote
+
+    assert unquote(r.headers["content-disposition"]).endswith("My Song (final) (master).wav")
     measured = lufs(r.content)
     assert abs(measured - (-16.0)) <= 0.5, measured
     info = sf.info(io.BytesIO(r.content))
@@ -308,3 +310,43 @@ def test_serve_without_the_extra_says_how_to_install(monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'automaster[web]'" in err[0], err
 
+
+
+def test_album_job_orders_and_exports(client, tmp_path):
+    from automaster.testing import synth_mix
+
+    files = []
+    for k, (level, seed) in enumerate(((-24.0, 1), (-18.0, 2))):
+        buf = io.BytesIO()
+        sf.write(buf, synth_mix(4.0, 44100, level_db=level, seed=seed).T, 44100, format="WAV",
+                 subtype="PCM_16")
+        files.append(("file", (f"song {k + 1}.wav", buf.getvalue(), "audio/wav")))
+    r = client.post("/api/jobs", headers=AUTH, files=files,
+                    data={"album": "1", "gap": "1", "format": "flac", "bit_depth": "16"})
+    assert r.status_code == 200, r.text
+    jid = r.json()["id"]
+    st = wait(client, jid)
+    assert st["status"] == "done", st["error"]
+    assert st["kind"] == "album"
+    doc = st["report"]
+    assert [t["title"] for t in doc["tracks"]] == ["song 1", "song 2"]
+    album = client.get(f"/api/jobs/{jid}/master", headers=AUTH)
+    assert album.headers["content-type"] == "audio/flac"
+    assert abs(lufs(album.content) - (-14.0)) <= 0.5
+    t2 = client.get(f"/api/jobs/{jid}/master", headers=AUTH, params={"track": 2})
+    y, _ = sf.read(io.BytesIO(t2.content), always_2d=True)
+    assert y.shape[0] == doc["tracks"][1]["frames"]
+    assert client.get(f"/api/jobs/{jid}/master", headers=AUTH, params={"track": 3}).status_code == 404
+    cue = client.get(f"/api/jobs/{jid}/file/album.cue", headers=AUTH).text
+    assert 'TITLE "song 2"' in cue
+    # reorder (drag and drop on the page) and re-render
+    r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH,
+                    json={"album": {"order": [1, 0], "gap": 0.5}})
+    assert r.status_code == 200, r.text
+    st = wait(client, jid, version=2)
+    assert st["status"] == "done", st["error"]
+    assert [t["title"] for t in st["report"]["tracks"]] == ["song 2", "song 1"]
+    assert [o["name"] for o in st["order"]] == ["song 2.wav", "song 1.wav"]
+    orig = client.get(f"/api/jobs/{jid}/original", headers=AUTH, params={"track": 1})
+    assert orig.content == files[1][1][1]
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)

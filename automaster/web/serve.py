@@ -110,11 +110,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         webbrowser.open(url)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the
+    # handler it found: make that a no-op, so stopping the server is a normal exit (0)
+    import signal
+
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            s = getattr(signal, name)
+            previous[s] = signal.signal(s, lambda signum, frame: None)
     try:
         server.run(sockets=[sock])
     finally:
         app.jobs.close()
         sock.close()
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+    print("automaster serve: stopped; every job's files are removed", flush=True)
     return 0
 
 
