@@ -16,8 +16,15 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.automaster-stamp" 2>/dev/null
     # dependencies only: the code runs from the checkout (PYTHONPATH), so one cached
     # environment serves every clone (`make demo` installs the checkout into its own .venv
     # on top of this one; .ci/wheel-check.sh installs the wheel into a throwaway one)
-    "$venv/bin/python" -m pip install -q "$here[dev,bench]" >&2
+    "$venv/bin/python" -m pip install -q "$here[dev,bench,web,webtest]" >&2
     "$venv/bin/python" -m pip uninstall -q -y automaster >&2
     echo "$stamp" > "$venv/.automaster-stamp"
+fi
+# the web app's browser test (tests/test_web_browser.py) drives Debian's chromium through
+# Playwright (never a downloaded browser build); installed where we are root with apt
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium for the web app's browser test" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 \
+        || echo "could not install chromium: the browser test will be skipped" >&2
 fi
 echo "$venv/bin/python"

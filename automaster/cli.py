@@ -40,6 +40,7 @@ examples:
   automaster mix.wav -o master.wav --params-out s.json     # then edit s.json and:
   automaster mix.wav -o master2.wav --params-in s.json --force
   automaster album a.wav b.wav c.wav -o release/           # an album: see automaster album --help
+  automaster serve                                         # the web app: see automaster serve --help
 
 Loudness: --target (default -14 LUFS) or a --platform preset (--list-platforms); the true
 peak stays under --ceiling (default -1 dBTP). With --reference and no --target/--platform
@@ -273,10 +274,38 @@ def _resolve_loudness(args: argparse.Namespace) -> tuple[float | None, float]:
     return target, ceiling
 
 
+class _ProgressFile:
+    """AUTOMASTER_PROGRESS_FILE=PATH: the current file's progress as one JSON line
+    ``{"file": LABEL, "done": FRAMES, "total": FRAMES, "stage": NAME}``, rewritten (temp
+    file + rename) at most every 0.2 s, for a program that runs this command (the web
+    app's worker, automaster/web/jobs.py)."""
+
+    def __init__(self, label: str) -> None:
+        self.path = os.environ.get("AUTOMASTER_PROGRESS_FILE") or None
+        self.label, self.done, self.total, self.stage, self.last = label, 0, 0, "", 0.0
+
+    def update(self, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.path is None or (not force and now - self.last < 0.2):
+            return
+        self.last = now
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"file": self.label, "done": self.done, "total": self.total,
+                           "stage": self.stage}, f)
+            os.replace(tmp, self.path)
+        except OSError:  # progress is informative only; never fail the master for it
+            pass
+
+
 class _Bar:
     """tqdm-backed pipeline.Progress for one file (audio seconds on the x axis)."""
 
     def __init__(self, label: str, sample_rate: int, enabled: bool) -> None:
+        self.file = _ProgressFile(label)
         self.bar = None
         if enabled:
             from tqdm import tqdm
@@ -287,6 +316,13 @@ class _Bar:
         self.label = label
 
     def stage(self, name: str, frames: int) -> None:
+        f = self.file
+        if not f.total:
+            f.total = 4 * frames
+        elif f.done + frames > f.total:
+            f.total = f.done + frames
+        f.stage = name
+        f.update(force=True)
         if self.bar is not None:
             if not self.bar.total:  # analyse, render, limit, write: about four passes
                 self.bar.total = 4 * frames
@@ -296,10 +332,13 @@ class _Bar:
             self.bar.refresh()
 
     def advance(self, frames: int) -> None:
+        self.file.done += frames
+        self.file.update()
         if self.bar is not None:
             self.bar.update(frames)
 
     def close(self) -> None:
+        self.file.update(force=True)
         if self.bar is not None:
             self.bar.close()
 
@@ -604,6 +643,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from automaster.album.cli import main as album_main
 
             return album_main(args[1:])
+        if args[:1] == ["serve"]:  # ``automaster serve ...``: the web app, automaster/web/
+            from automaster.web.serve import main as serve_main
+
+            return serve_main(args[1:])
         return _main(args)
     except KeyboardInterrupt:  # landed outside _main's own handlers
         return _interrupted(2)
