@@ -393,7 +393,10 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
         _warn(f"{plan.input}: {w}")
     if args.report:
         from automaster.report import write_report
+        from automaster.translate.systems import analyze_file
 
+        # playback models on the file as written (decoded, for a lossy one)
+        result.report.setdefault("translation", {})["playback"] = analyze_file(plan.output)
         write_report(plan.output, result.report, result.settings)
     if os.environ.get("AUTOMASTER_TIMING"):
         print(f"automaster: timing: {plan.input}: {result.report.get('timings_s')}",

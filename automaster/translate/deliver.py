@@ -130,6 +130,15 @@ def master_to_file(source, job, output: str | os.PathLike, bit_depth: str | None
         store.close()
 
     report = result.report
+    first = state["first"]
+    if first is not result:  # where the setting came from: the first render's story
+        for key in ("source", "model", "reference", "filled_from_identity"):
+            if key in first.report:
+                report[key] = first.report[key]
+            else:
+                report.pop(key, None)
+        report["warnings"] = list(first.report.get("warnings", [])) + [
+            w for w in report.get("warnings", []) if w not in first.report.get("warnings", [])]
     warnings = report.setdefault("warnings", [])
     doc = fit.as_dict()
     doc["output_codec"] = out_codec.name if out_codec is not None else None
