@@ -44,8 +44,11 @@ examples:
 
 Loudness: --target (default -14 LUFS) or a --platform preset (--list-platforms); the true
 peak stays under --ceiling (default -1 dBTP). With --reference and no --target/--platform
-the reference's loudness is matched. Output format follows the extension (.wav .flac .ogg
-.aiff); --bit-depth defaults to 24 (TPDF dither when reducing to 16/24-bit PCM).
+the reference's loudness is matched. Output format follows the extension (.wav .flac .aiff,
+lossy .ogg .opus .mp3); --bit-depth defaults to 24 (TPDF dither when reducing to 16/24-bit
+PCM). A lossy output is decoded and measured, and the limiter's ceiling lowered until the
+decoded true peak meets the ceiling; --codec-safe does the same check against MP3 128/320k
+and Opus 96/160k for any output.
 """
 
 
@@ -91,12 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(refused by default), using what is there")
     g = p.add_argument_group("output")
     g.add_argument("--bit-depth", choices=("16", "24", "32f"),
-                   help="16, 24 (default) or 32f; n/a for .ogg")
+                   help="16, 24 (default) or 32f; n/a for .ogg .opus .mp3")
     g.add_argument("--sample-rate", type=int, metavar="HZ",
                    help="output sample rate (default: the input's)")
-    g.add_argument("--format", choices=("wav", "flac", "ogg", "aiff"),
+    g.add_argument("--format", choices=("wav", "flac", "aiff", "ogg", "opus", "mp3"),
                    help="output format in folder mode (default: the input's when writable, "
                         "else wav)")
+    g.add_argument("--codec-safe", action="store_true",
+                   help="encode the master as MP3 128/320k and Opus 96/160k, decode, and lower "
+                        "the limiter's ceiling until every decoded true peak meets the ceiling")
     g.add_argument("--report", action="store_true",
                    help="also write OUT.report.json and OUT.report.png")
     g.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -406,10 +412,16 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
               reference_name=args.reference or "reference", model=shared["model"],
               device=shared["device"], detail=args.report, name=str(plan.input),
               tmp_dir=str(plan.output.parent), notify=shared["notify"], threads=_threads())
+    from automaster.translate.deliver import master_to_file, needs_codec_loop
+
     try:
-        with AudioWriter(plan.output, src.sample_rate, src.channels, args.bit_depth,
-                         frames_hint=src.frames) as writer:
-            result = master_source(src, job, writer.write, bar, rewind=writer.rewind)
+        if needs_codec_loop(plan.output, args.codec_safe):  # lossy output or --codec-safe
+            result = master_to_file(src, job, plan.output, args.bit_depth,
+                                    codec_safe=args.codec_safe, progress=bar)
+        else:
+            with AudioWriter(plan.output, src.sample_rate, src.channels, args.bit_depth,
+                             frames_hint=src.frames) as writer:
+                result = master_source(src, job, writer.write, bar, rewind=writer.rewind)
     finally:
         bar.close()
         if raw is not None:
@@ -420,7 +432,10 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
         _warn(f"{plan.input}: {w}")
     if args.report:
         from automaster.report import write_report
+        from automaster.translate.systems import analyze_file
 
+        # playback models on the file as written (decoded, for a lossy one)
+        result.report.setdefault("translation", {})["playback"] = analyze_file(plan.output)
         write_report(plan.output, result.report, result.settings)
     if os.environ.get("AUTOMASTER_TIMING"):
         print(f"automaster: timing: {plan.input}: {result.report.get('timings_s')}",
@@ -428,6 +443,11 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
     if not args.quiet:
         r = result.report
         _say(f"{plan.input}: {describe(r['before'])} -> {describe(r['after'])}  [{plan.output}]")
+        from automaster.translate.deliver import codec_summary
+
+        line = codec_summary(r)
+        if line:
+            _say(f"{plan.input}: {line}")
     return settings_document(result.settings, input=str(plan.input), output=str(plan.output),
                              source=result.report.get("source"),
                              target_lufs=result.report.get("target_lufs"),

@@ -8,16 +8,20 @@ extension      format                          --bit-depth
 .wav .wave     WAV (RF64 above 4 GB)           16, 24 (default), 32f
 .aif .aiff     AIFF                            16, 24 (default), 32f
 .flac          FLAC                            16, 24 (default)
-.ogg .oga      Ogg Vorbis (quality ~0.7)       n/a (lossy, float input)
+.ogg .oga      Ogg Vorbis (quality 0.7, VBR)   n/a (lossy, float input)
+.opus          Ogg Opus 160 kbit/s, 48 kHz     n/a (lossy, float input)
+.mp3           MP3 320 kbit/s CBR (LAME)       n/a (lossy, float input)
 =============  ==============================  ===========================
 
 Default word length: 24-bit PCM. The mastering gain and limiter change every sample, so
 the input's word length carries no meaning afterwards; 24 bits keep the dither noise far
 below any audible level, and every player reads it.
 
-Lossy Ogg Vorbis output is written from the limited float signal; the encoder itself can
-add a few tenths of a dB of true peak, so leave more headroom (e.g. ``--ceiling -2``)
-when the ceiling matters for a lossy file.
+Lossy output (Vorbis, Opus, MP3; settings in ``automaster.translate.codec``) is written
+from the limited float signal. The encoder itself adds true peak (a -1 dBTP master decoded
+at up to +0.1 dBTP as Opus), so the command line encodes, decodes and measures the file
+and lowers the limiter's ceiling until the decoded true peak meets the ceiling
+(``automaster.translate.deliver``); :class:`AudioWriter` alone only encodes.
 
 Word-length reduction (16/24-bit PCM) adds TPDF dither (two uniform variables, +-1 LSB
 peak, i.e. triangular) before rounding, seeded so a run is reproducible. Float output
@@ -51,13 +55,14 @@ import numpy as np
 from automaster.errors import InputError, OutputError, UserError, one_line
 
 EXTENSIONS = {".wav": "WAV", ".wave": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG",
-              ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF"}
-FORMAT_EXTENSION = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "AIFF": ".aiff"}
+              ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF", ".opus": "OPUS", ".mp3": "MP3"}
+FORMAT_EXTENSION = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "AIFF": ".aiff", "OPUS": ".opus",
+                    "MP3": ".mp3"}
+LOSSY_FORMATS = ("OGG", "OPUS", "MP3")  # encoded with automaster.translate.codec.OUTPUT_CODECS
 BIT_DEPTHS = ("16", "24", "32f")
 DEFAULT_BIT_DEPTH = "24"
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
 MIN_DURATION_S = 0.4
-OGG_COMPRESSION_LEVEL = 0.3  # libsndfile: Vorbis quality = 1 - level
 DITHER_SEED = 0x5EED
 
 
@@ -73,7 +78,7 @@ class Source(Protocol):
 
 # ---------------------------------------------------------------------------- formats
 def output_format(path: str | os.PathLike) -> str:
-    """Container name ("WAV", "FLAC", "OGG", "AIFF") from the output extension."""
+    """Format name ("WAV", "FLAC", "OGG", "AIFF", "OPUS", "MP3") from the output extension."""
     ext = Path(path).suffix.lower()
     if ext not in EXTENSIONS:
         known = ", ".join(sorted(EXTENSIONS))
@@ -84,10 +89,13 @@ def output_format(path: str | os.PathLike) -> str:
 
 def output_subtype(fmt: str, bit_depth: str | None) -> str:
     """libsndfile subtype for a container and ``--bit-depth`` (None = default)."""
-    if fmt == "OGG":
+    if fmt in LOSSY_FORMATS:
+        from automaster.translate.codec import OUTPUT_CODECS
+
+        codec = OUTPUT_CODECS[fmt]
         if bit_depth is not None:
-            raise UserError("--bit-depth does not apply to Ogg Vorbis (lossy) output")
-        return "VORBIS"
+            raise UserError(f"--bit-depth does not apply to {codec.describe()} (lossy) output")
+        return codec.subtype
     depth = DEFAULT_BIT_DEPTH if bit_depth is None else str(bit_depth)
     if depth not in BIT_DEPTHS:
         raise UserError(f"--bit-depth must be one of {', '.join(BIT_DEPTHS)}, got {depth!r}")
@@ -634,10 +642,15 @@ class AudioWriter:
     def _open(self) -> None:
         import soundfile as sf
 
-        kwargs = {"compression_level": OGG_COMPRESSION_LEVEL} if self.format == "OGG" else {}
+        kwargs, sf_format = {}, self.format
+        if self.format in LOSSY_FORMATS:
+            from automaster.translate.codec import OUTPUT_CODECS
+
+            codec = OUTPUT_CODECS[self.format]
+            kwargs, sf_format = codec.sf_kwargs(self.channels), codec.format
         try:
             self._f = sf.SoundFile(str(self.tmp), "w", samplerate=self.sample_rate,
-                                   channels=self.channels, format=self.format,
+                                   channels=self.channels, format=sf_format,
                                    subtype=self.subtype, **kwargs)
         except Exception as e:
             discard_temp_file(self.tmp)

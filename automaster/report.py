@@ -3,7 +3,8 @@
 The JSON holds loudness, true peak, loudness range and crest factor before and after,
 the settings, the normalization gain, 1/6-octave smoothed long-term spectra and the
 compressor and limiter gain-reduction traces (minimum per time bucket). The PNG shows
-the same four things. matplotlib (Agg backend) is imported only when a PNG is drawn.
+the same four things, plus a row for ``translation`` when present (playback systems and
+decoded codec figures, :mod:`automaster.translate.report`). matplotlib (Agg backend) is imported only when a PNG is drawn.
 """
 
 from __future__ import annotations
@@ -109,9 +110,11 @@ def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 9), dpi=90)
+    translation = doc.get("translation") or {}
+    rows = 3 if translation else 2
+    fig = Figure(figsize=(13, 4.5 * rows), dpi=90)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(2, 2)
+    axes = fig.subplots(rows, 2)
     name = Path(str(doc.get("output") or doc.get("input", ""))).name
     fig.suptitle(f"automaster report: {name}  (target {doc.get('target_lufs')} LUFS, "
                  f"ceiling {doc.get('ceiling_dbtp')} dBTP, setting from {doc.get('source')})",
@@ -178,6 +181,11 @@ def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
         lines.append(f"model: {doc['model']}")
     ax.text(0.0, 1.0, "\n".join(lines), family="monospace", fontsize=7.5, va="top", wrap=True)
     ax.set_title("Settings")
+
+    if translation:
+        from automaster.translate.report import draw_translation
+
+        draw_translation(translation, axes[2, 0], axes[2, 1])
 
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, format="png")

@@ -1,0 +1,170 @@
+"""Translation (issue #10 section 2): lossy outputs and --codec-safe meet the ceiling after
+decoding; playback-system models behave physically.
+
+The decoded true peak is checked against an independent reference: the file decoded with
+soundfile and 4x oversampled with scipy.signal.resample_poly (not the project's meter).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import butter, resample_poly, sosfilt
+
+from automaster.cli import main
+from automaster.translate.codec import CODEC_SAFE, mp3_level, opus_level
+from automaster.translate.systems import SYSTEMS, analyze_array
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "automaster" / "examples" / "example.ogg"
+CEILING = -1.0
+
+
+def _reference_true_peak_dbtp(path: Path) -> float:
+    """Independent 4x true peak of a decoded file (scipy polyphase resampler)."""
+    x, _ = sf.read(str(path), dtype="float64", always_2d=True)
+    up = resample_poly(x, 4, 1, axis=0)
+    return 20.0 * math.log10(max(float(np.abs(up).max()), float(np.abs(x).max()), 1e-12))
+
+
+@pytest.fixture(scope="module")
+def excerpt(tmp_path_factory) -> Path:
+    """3 s of the bundled example (the loud part), as a 24-bit WAV."""
+    x, sr = sf.read(str(EXAMPLE), dtype="float32")
+    path = tmp_path_factory.mktemp("translate") / "mix.wav"
+    sf.write(str(path), x[6 * sr:9 * sr], sr, subtype="PCM_24")
+    return path
+
+
+@pytest.mark.parametrize("ext", ["ogg", "opus", "mp3"])
+def test_lossy_master_decodes_under_the_ceiling(excerpt: Path, tmp_path: Path, ext: str) -> None:
+    out = tmp_path / f"master.{ext}"
+    rc = main([str(excerpt), "-o", str(out), "--target", "-9", "--ceiling", str(CEILING),
+               "--report", "-q"])
+    assert rc == 0
+    tp = _reference_true_peak_dbtp(out)
+    assert tp <= CEILING + 0.05, tp  # 0.05 dB: the two 4x interpolators' difference
+    doc = json.loads((tmp_path / f"master.{ext}.report.json").read_text())
+    codec = doc["translation"]["codec"]
+    assert codec["met"] is True and codec["encodes"] >= 1
+    assert codec["output_codec"] == {"ogg": "vorbis-q0.7", "opus": "opus-160k", "mp3": "mp3-320k"}[ext]
+    # the report's "after" is the decoded file, not the float master
+    assert doc["after"]["true_peak_dbtp"] == pytest.approx(tp, abs=0.05)
+    assert doc["after"]["true_peak_dbtp"] <= CEILING
+    assert "after_before_encoding" in doc
+    assert len(codec["tries"]) == codec["encodes"]
+    assert doc["translation"]["playback"]["systems"].keys() == {s.name for s in SYSTEMS}
+    if ext == "opus":
+        assert sf.info(str(out)).samplerate == 48000
+
+
+def test_codec_safe_wav_gives_per_codec_figures_under_the_ceiling(excerpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "master.wav"
+    rc = main([str(excerpt), "-o", str(out), "--target", "-9", "--codec-safe", "--report", "-q"])
+    assert rc == 0
+    doc = json.loads((tmp_path / "master.wav.report.json").read_text())
+    codec = doc["translation"]["codec"]
+    assert [c["codec"] for c in codec["codecs"]] == [c.name for c in CODEC_SAFE]
+    assert all(c["decoded_true_peak_dbtp"] <= CEILING for c in codec["codecs"]), codec
+    assert codec["met"] is True
+    assert doc["ceiling_dbtp"] == CEILING and doc["source"] != "params-in"
+    # the delivered WAV is under the ceiling too, and lossless: "after" is its own figure
+    assert _reference_true_peak_dbtp(out) <= CEILING + 0.05
+    # independent check of one codec: encode the WAV as MP3 128k ourselves and decode it
+    x, sr = sf.read(str(out), dtype="float32")
+    mp3 = tmp_path / "check.mp3"
+    sf.write(str(mp3), x, sr, format="MP3", subtype="MPEG_LAYER_III",
+             compression_level=mp3_level(128), bitrate_mode="CONSTANT")
+    assert _reference_true_peak_dbtp(mp3) <= CEILING + 0.05
+
+
+def test_bitrate_mapping_matches_the_encoder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = (0.1 * rng.standard_normal((44100 * 3, 2))).astype(np.float32)
+    for kbps in (128.0, 320.0):
+        p = tmp_path / f"{kbps}.mp3"
+        sf.write(str(p), x, 44100, format="MP3", subtype="MPEG_LAYER_III",
+                 compression_level=mp3_level(kbps), bitrate_mode="CONSTANT")
+        assert p.stat().st_size * 8 / 3 / 1000 == pytest.approx(kbps, rel=0.08)
+    y = resample_poly(x, 160, 147, axis=0).astype(np.float32)
+    for kbps in (96.0, 160.0):
+        p = tmp_path / f"{kbps}.opus"
+        sf.write(str(p), y, 48000, format="OGG", subtype="OPUS",
+                 compression_level=opus_level(kbps, 2))
+        assert p.stat().st_size * 8 / 3 / 1000 == pytest.approx(kbps, rel=0.15)
+
+
+# ---------------------------------------------------------------- playback models
+SR = 44100
+
+
+def _tone(freq: float, seconds: float = 2.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return 0.25 * np.sin(2 * np.pi * freq * t)
+
+
+def _through(system_name: str, x: np.ndarray) -> np.ndarray:
+    s = next(s for s in SYSTEMS if s.name == system_name)
+    y = x.mean(axis=0, keepdims=True).repeat(2, axis=0) if s.mono else x
+    return sosfilt(s.sos(SR), y, axis=-1)
+
+
+def _rms_db(x: np.ndarray) -> float:
+    x = x[..., x.shape[-1] // 4:]  # past the filters' start-up
+    return 10 * math.log10(float(np.mean(x ** 2)))
+
+
+@pytest.mark.parametrize("name,low_hz,min_drop_db", [("phone", 60.0, 40.0), ("phone", 150.0, 25.0),
+                                                      ("laptop", 60.0, 30.0), ("earbuds", 40.0, 6.0)])
+def test_small_speakers_lose_the_low_end(name: str, low_hz: float, min_drop_db: float) -> None:
+    ref = _rms_db(_through(name, np.stack([_tone(1000.0)] * 2)))
+    low = _rms_db(_through(name, np.stack([_tone(low_hz)] * 2)))
+    assert ref == pytest.approx(_rms_db(np.stack([_tone(1000.0)] * 2)), abs=0.3)  # 0 dB at 1 kHz
+    assert ref - low >= min_drop_db
+
+
+def test_car_cabin_gain_lifts_the_low_end() -> None:
+    ref = _rms_db(_through("car", np.stack([_tone(1000.0)] * 2)))
+    low = _rms_db(_through("car", np.stack([_tone(35.0, 4.0)] * 2)))
+    assert 6.0 <= low - ref <= 12.5
+
+
+def test_mono_fold_down_of_anti_phase_loses_it_all() -> None:
+    x = _tone(440.0)
+    doc = analyze_array(np.stack([x, -x]), SR)
+    mono = doc["systems"]["mono"]
+    assert mono["loudness_lufs"] is None  # below the gate: nothing left
+    assert any("mono fold-down loses" in w for w in mono["warnings"])
+    assert doc["systems"]["laptop"]["loudness_change_lu"] == pytest.approx(0.0, abs=0.3)
+    # in phase: the fold-down changes nothing
+    same = analyze_array(np.stack([x, x]), SR)["systems"]["mono"]
+    assert same["loudness_change_lu"] == pytest.approx(0.0, abs=0.01) and not same["warnings"]
+
+
+def _pink(n: int, rng: np.random.Generator) -> np.ndarray:
+    w = rng.standard_normal(n)
+    f = np.fft.rfftfreq(n, 1 / SR)
+    spec = np.fft.rfft(w)
+    spec[1:] /= np.sqrt(f[1:])
+    spec[0] = 0
+    y = np.fft.irfft(spec, n)
+    return 0.1 * y / y.std()
+
+
+def test_bass_heavy_mix_triggers_the_phone_warning_and_a_flat_one_does_not() -> None:
+    rng = np.random.default_rng(0)
+    pink = _pink(4 * SR, rng)
+    bass = 0.5 * sosfilt(butter(4, 120, fs=SR, output="sos"), rng.standard_normal(4 * SR)) + 0.3 * pink
+    heavy = analyze_array(np.stack([bass, bass]), SR)
+    flat = analyze_array(np.stack([pink, pink]), SR)
+    assert heavy["master"]["share_below_150_hz"] >= 0.30
+    assert any("below 150 Hz carries" in w for w in heavy["systems"]["phone"]["warnings"])
+    assert not any("below 150 Hz" in w for w in heavy["systems"]["car"]["warnings"])
+    assert flat["systems"]["phone"]["warnings"] == []
+    # pink noise is its own reference: its change equals the analytic pink change
+    for s in flat["systems"].values():
+        assert s["loudness_change_lu"] == pytest.approx(s["pink_change_lu"], abs=0.5)
