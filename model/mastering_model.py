@@ -16,8 +16,9 @@ class MasteringModel(nn.Module):
     """Audio (batch, channels, samples) -> normalized chain parameters (batch, num_params).
 
     ``config`` (JSON-ready dict) fully rebuilds the module: chain_sample_rate, num_params,
-    param_names, features (FeatureExtractor kwargs) and network (ParameterNetwork kwargs minus
-    feature_dim / num_params). When num_params / param_names are not given they are read from
+    param_names, features (FeatureExtractor kwargs), network (ParameterNetwork kwargs minus
+    feature_dim / num_params) and optionally tonal (model/tonal.py: the fixed tonal-balance
+    path added to the EQ gains; absent = off). When num_params / param_names are not given they are read from
     ``dsp.MasteringChain(chain_sample_rate)``.
     """
 
@@ -28,6 +29,7 @@ class MasteringModel(nn.Module):
         param_names: list[str] | None = None,
         features: dict[str, Any] | None = None,
         network: dict[str, Any] | None = None,
+        tonal: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if num_params is None or param_names is None:
@@ -53,6 +55,15 @@ class MasteringModel(nn.Module):
         self.param_names = list(param_names) if param_names is not None else None
         self.features = FeatureExtractor(**features)
         self.network = ParameterNetwork(self.features.feature_dim, self.num_params, **network)
+        from model import tonal as tonal_mod
+
+        self.tonal = tonal_mod.check_config(tonal) if tonal is not None else None
+        if self.tonal is not None and self.tonal["strength"] > 0:
+            if self.param_names is None:
+                raise ValueError("the tonal path needs param_names")
+            self.network.set_tonal_map(
+                tonal_mod.tonal_matrix(self.features.config(), self.param_names, self.chain_sample_rate, self.tonal),
+                *tonal_mod.tonal_limits(self.tonal))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -60,13 +71,16 @@ class MasteringModel(nn.Module):
         net = self.network.config()
         net.pop("feature_dim")
         net.pop("num_params")
-        return copy.deepcopy({
+        out = {
             "chain_sample_rate": self.chain_sample_rate,
             "num_params": self.num_params,
             "param_names": self.param_names,
             "features": self.features.config(),
             "network": net,
-        })
+        }
+        if self.tonal is not None:
+            out["tonal"] = self.tonal
+        return copy.deepcopy(out)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "MasteringModel":
@@ -74,7 +88,7 @@ class MasteringModel(nn.Module):
         if not isinstance(config, dict):
             raise ValueError(f"model config must be a dict, got {type(config).__name__}")
         unknown = set(config) - {"chain_sample_rate", "num_params", "param_names", "features",
-                                 "network"}
+                                 "network", "tonal"}
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**copy.deepcopy(config))

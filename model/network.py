@@ -76,6 +76,10 @@ class ParameterNetwork(nn.Module):
 
         self.register_buffer("feature_mean", torch.zeros(self.feature_dim))
         self.register_buffer("feature_std", torch.ones(self.feature_dim))
+        # fixed tonal-balance path (model/tonal.py), rebuilt from the model config, not saved
+        self.register_buffer("tonal_map", torch.zeros(self.num_params, 0), persistent=False)
+        self.tonal_clip = 0.0
+        self.tonal_cap = 0.0
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.films = nn.ModuleList()
@@ -137,6 +141,31 @@ class ParameterNetwork(nn.Module):
         self.out.bias.copy_(torch.logit(p0))
         self.out.weight.mul_(float(weight_scale))
 
+    @torch.no_grad()
+    def set_tonal_map(self, tonal_map: Tensor, clip: float, cap: float) -> None:
+        """Install the fixed tonal-balance path: tonal_map (num_params, k) acts on the first k
+        features' deviation from ``feature_mean`` (clipped to +-clip); each resulting move is
+        capped at +-cap and added to the sigmoid output. An all-zero map disables it."""
+        tonal_map = torch.as_tensor(tonal_map)
+        if tonal_map.dim() != 2 or tonal_map.shape[0] != self.num_params or tonal_map.shape[1] > self.feature_dim:
+            raise ValueError(f"tonal_map must be ({self.num_params}, k <= {self.feature_dim}), "
+                             f"got {tuple(tonal_map.shape)}")
+        if not torch.isfinite(tonal_map).all() or not (clip > 0 and cap > 0):
+            raise ValueError("tonal_map must be finite, clip and cap > 0")
+        if not tonal_map.any():
+            tonal_map = tonal_map[:, :0]
+        self.tonal_map = tonal_map.to(device=self.feature_mean.device, dtype=self.feature_mean.dtype)
+        self.tonal_clip = float(clip)
+        self.tonal_cap = float(cap)
+
+    def tonal_offset(self, features: Tensor) -> Tensor | None:
+        """(batch, num_params) normalized moves of the tonal path, or None when it is off."""
+        k = self.tonal_map.shape[1]
+        if k == 0:
+            return None
+        dev = (features[:, :k] - self.feature_mean[:k]).clamp(-self.tonal_clip, self.tonal_clip)
+        return (dev @ self.tonal_map.to(features.dtype).T).clamp(-self.tonal_cap, self.tonal_cap)
+
     def _check_cond(self, cond: Tensor | None, features: Tensor) -> Tensor | None:
         if cond is None or self.cond_dim == 0:
             if cond is not None and cond.abs().sum() != 0:
@@ -174,4 +203,6 @@ class ParameterNetwork(nn.Module):
                 gamma, beta = self.films[i](cond).chunk(2, dim=-1)
                 h = h * (1.0 + gamma) + beta
             h = self.drop(self.act(h))
-        return torch.sigmoid(self.out(h))
+        p = torch.sigmoid(self.out(h))
+        offset = self.tonal_offset(features)
+        return p if offset is None else (p + offset).clamp(0.0, 1.0)

@@ -248,6 +248,7 @@ class Trainer:
                 chain_sample_rate=self.sample_rate,
                 features=OmegaConf.to_container(cfg.model.features, resolve=True),
                 network=OmegaConf.to_container(cfg.model.network, resolve=True),
+                tonal=OmegaConf.to_container(cfg.model.tonal, resolve=True) if cfg.model.get("tonal") is not None else None,
             )
         else:
             self.model = load_checkpoint(str(cfg.init_from), device="cpu")
