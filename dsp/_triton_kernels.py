@@ -18,7 +18,6 @@ synchronizes with the host.
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch

@@ -15,7 +15,6 @@ Memory: the inputs (at the album's rate) and the mastered tracks are held in mem
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
