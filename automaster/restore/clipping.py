@@ -5,7 +5,7 @@ Detection, per channel: the positive clip level is the channel's maximum, the ne
 one its minimum (a DC offset or a gain change after clipping moves them apart); samples
 within ``TOLERANCE`` (relative) of either are clipped candidates, and runs of at least
 ``MIN_RUN`` consecutive ones at one level are clipped runs. Found: at least ``MIN_RUNS``
-runs in the track (a lone flat top is more likely an intended peak than damage), and the
+such runs in the track (then every sample at a clip level is repaired, shorter runs too) (a lone flat top is more likely an intended peak than damage), and the
 clip level above ``MIN_LEVEL`` (so silence and fades are never "clipped").
 
 Repair: each run (runs closer than the AR order are treated together) is missing data
@@ -42,10 +42,10 @@ def detect_channel(x: np.ndarray) -> dict:
         if abs(level) < MIN_LEVEL:
             continue
         s, e = _runs(mask)
-        keep = (e - s) >= MIN_RUN
-        runs += [(int(a), int(b), level) for a, b in zip(s[keep], e[keep])]
+        runs += [(int(a), int(b), level) for a, b in zip(s, e)]
     runs.sort()
-    return {"runs": runs, "positive_level": hi, "negative_level": lo,
+    flat = [r for r in runs if r[1] - r[0] >= MIN_RUN]
+    return {"runs": flat, "all_runs": runs, "positive_level": hi, "negative_level": lo,
             "clipped_samples": int(sum(b - a for a, b, _ in runs))}
 
 
@@ -103,7 +103,7 @@ def declip(x: np.ndarray, sample_rate: int, apply: bool = True) -> tuple[np.ndar
     out = x
     change = {}
     if do:
-        out = np.stack([repair_channel(ch, i["runs"]) if i["runs"] else ch for ch, i in zip(x, info)])
+        out = np.stack([repair_channel(ch, i["all_runs"]) if i["runs"] else ch for ch, i in zip(x, info)])
         change = {"peak_before": float(np.abs(x).max()), "peak_after": float(np.abs(out).max())}
     levels = [max(abs(i["positive_level"]), abs(i["negative_level"])) for i in info]
     measured = {"runs": runs, "clipped_samples": samples,
