@@ -108,19 +108,22 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
     out = Output(write, rewind)
     timings = Timings()
     with compute_threads(job.threads):
+        original = source
         source = restore_input(source, job, progress)
         timings.lap("restore")
         analysis = analyse_input(source, job, progress)
         try:
             timings.lap("analyse")
-            return _master_analysed(source, job, analysis, out, progress, timings)
+            return _master_analysed(source, job, analysis, out, progress, timings, original)
         finally:
             analysis.tp.join()
 
 
 def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
-                     progress: Progress, timings: Timings) -> MasterResult:
-    """Everything after the analysis pass: target, setting, render, loudness, write."""
+                     progress: Progress, timings: Timings,
+                     original: Source | None = None) -> MasterResult:
+    """Everything after the analysis pass: target, setting, render, loudness, write.
+    ``original``: the input before restoration (silence is passed through as it was)."""
     report = _start_report(source, job)
     ref_spectrum = None
     if job.reference is not None:
@@ -137,6 +140,11 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
     chain = MasteringChain(sample_rate=source.sample_rate).to(device)
     timings.lap("load_torch")
     if is_silent(analysis.before):
+        if original is not None and original is not source:  # unchanged, not restored
+            report["restoration"] = job.restoration = {
+                "mode": (job.restoration or {}).get("mode", job.restore), "findings": [],
+                "skipped": "silent or near-silent input, passed through unchanged"}
+            source = original
         return pass_through(source, chain, analysis, job, out, report, progress)
 
     p, info = choose_setting(chain, source, analysis.before, job, device)
