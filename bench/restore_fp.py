@@ -3,9 +3,9 @@
 
 On held-out excerpts of the corpus (the validation split, whole packages held out as in
 training: ``train.data.ManifestDataset``), restoration runs with ``auto`` and this prints:
-- the fraction of excerpts where a detector fired and its fix was applied (the DC stage's
-  high-pass, which auto always applies, counts only when it found an offset or rumble),
-  per problem;
+- how often each detector reported its problem on this clean music, and the fraction of
+  excerpts where auto applied a fix beyond the DC/subsonic high-pass (which it always
+  applies, by design);
 - the long-term spectral change: before and after, Welch power spectra summed over the
   channels, smoothed to 1/6 octave as in the report (``automaster.report.smooth_spectrum``),
   the largest absolute difference above 30 Hz (in bands within 60 dB of the loudest,
@@ -84,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         ex = ds.sample(i)
         x = ex.audio.numpy()
         r = restore(x, sr, "auto")
-        fired = [f.problem for f in r.findings if f.applied and (f.found or f.problem != "dc")]
+        fired = [f.problem for f in r.findings if f.applied and f.problem != "dc"]
+        found = [f.problem for f in r.findings if f.found]
         change = spectral_change_db(x, r.audio, sr)
         rows.append({"track": ex.track.path.name, "start_s": round(ex.start_s, 2), "fired": fired,
+                     "found": found,
                      "spectral_change_db": round(change, 4), "lines": r.lines()})
         print(f"{i + 1:3d} {ex.track.path.name[:40]:<40} {ex.start_s:7.1f} s  change {change:6.3f} dB  "
-              f"{', '.join(fired) or '-'}", flush=True)
+              f"fixed: {', '.join(fired) or '-'}; found: {', '.join(found) or '-'}", flush=True)
     n = len(rows)
     if not n:
         print("no excerpts")
@@ -97,17 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     fired = sum(1 for r in rows if r["fired"])
     per_problem: dict[str, int] = {}
     for r in rows:
-        for p in r["fired"]:
+        for p in r["found"]:
             per_problem[p] = per_problem.get(p, 0) + 1
     worst = max(r["spectral_change_db"] for r in rows)
     audible = sum(1 for r in rows if r["spectral_change_db"] >= AUDIBLE_DB)
     print(f"excerpts: {n} ({args.seconds:g} s, {args.split} split)")
-    print(f"auto applied a fix (beyond the always-on DC high-pass): {fired}/{n} = {fired / n:.1%}"
-          f"  {per_problem or ''}")
+    print(f"detectors that reported a problem (excerpts): {per_problem or 'none'}")
+    print(f"auto applied a fix beyond the always-on DC/subsonic high-pass: {fired}/{n} = {fired / n:.1%}")
     print(f"max long-term spectral change above {MIN_HZ:g} Hz: {worst:.3f} dB")
     print(f"false-positive rate (change >= {AUDIBLE_DB} dB above {MIN_HZ:g} Hz): {audible}/{n} = {audible / n:.1%}")
     if args.json:
-        args.json.write_text(json.dumps({"items": rows, "fired_fraction": fired / n, "per_problem": per_problem,
+        args.json.write_text(json.dumps({"items": rows, "fired_fraction": fired / n, "found_per_problem": per_problem,
                                          "max_spectral_change_db": worst,
                                          "false_positive_rate": audible / n}, indent=2))
     return 0
