@@ -37,6 +37,7 @@ examples:
   automaster mix.wav -o master.flac --platform apple-music --bit-depth 16
   automaster a.wav b.flac -o masters/ --report
   automaster mix.wav -o master.wav --reference pro_master.wav
+  automaster mix.wav -o master.wav --restore dc,clicks --denoise 0.5 --mono-bass 120
   automaster mix.wav -o master.wav --params-out s.json     # then edit s.json and:
   automaster mix.wav -o master2.wav --params-in s.json --force
   automaster album a.wav b.wav c.wav -o release/           # an album: see automaster album --help
@@ -49,6 +50,11 @@ lossy .ogg .opus .mp3); --bit-depth defaults to 24 (TPDF dither when reducing to
 PCM). A lossy output is decoded and measured, and the limiter's ceiling lowered until the
 decoded true peak meets the ceiling; --codec-safe does the same check against MP3 128/320k
 and Opus 96/160k for any output.
+
+Restoration runs first, on the whole input: --restore auto (default) repairs DC offset and
+rumble, mains hum, clicks, clipped peaks and inverted polarity where they are detected;
+--restore off skips it; --restore dc,hum,clicks,clipping,polarity picks fixes. Hiss is
+reduced only with --denoise AMOUNT (0..1), otherwise reported. The report lists findings.
 """
 
 
@@ -92,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--allow-truncated", action="store_true",
                    help="master a WAV whose header announces more audio than the file holds "
                         "(refused by default), using what is there")
+    add_restore_arguments(p)
     g = p.add_argument_group("output")
     g.add_argument("--bit-depth", choices=("16", "24", "32f"),
                    help="16, 24 (default) or 32f; n/a for .ogg .opus .mp3")
@@ -112,6 +119,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_restore_arguments(p: argparse.ArgumentParser) -> None:
+    """--restore, --denoise, --mono-bass (shared with ``automaster album``)."""
+    from automaster.restore_options import FIXES, MONO_BASS_HZ
+
+    g = p.add_argument_group("restoration (before mastering)")
+    g.add_argument("--restore", default="auto", metavar="auto|off|" + ",".join(FIXES),
+                   help="repair DC/rumble, hum, clicks, clipping and polarity where detected "
+                        "(auto, the default), nothing (off), or only the listed fixes")
+    g.add_argument("--denoise", type=float, metavar="AMOUNT",
+                   help="reduce hiss by spectral gating, 0..1 (default: hiss is only "
+                        "reported)")
+    g.add_argument("--mono-bass", type=float, metavar="HZ",
+                   help=f"keep the low end mono below HZ ({MONO_BASS_HZ[0]:g}-"
+                        f"{MONO_BASS_HZ[1]:g}; for vinyl and clubs)")
+
+
+def check_restore_arguments(args: argparse.Namespace) -> None:
+    """Normalize args.restore/denoise/mono_bass in place; UserError for a bad value."""
+    from automaster.restore_options import check_restore_options
+
+    try:
+        args.restore, args.denoise, args.mono_bass = check_restore_options(
+            args.restore, args.denoise, args.mono_bass, getattr(args, "sample_rate", None))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def restoration_enabled(args: argparse.Namespace) -> bool:
+    return args.restore != "off" or args.denoise is not None or args.mono_bass is not None
+
+
 @dataclass
 class Plan:
     """One input file and where its results go."""
@@ -126,9 +164,10 @@ class Plan:
 class _Preload:
     """Imports torch and the pipeline's modules on a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, restore: bool = False) -> None:
         import threading
 
+        self.restore = restore
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="automaster-preload",
                                         daemon=True)
@@ -140,6 +179,8 @@ class _Preload:
             import automaster.pipeline  # noqa: F401
             import dsp.chain  # noqa: F401  (dsp imports its modules lazily)
             import model.checkpoint  # noqa: F401
+            if self.restore:
+                import automaster.restore  # noqa: F401  (numpy/scipy stages, ~1 s)
         except BaseException as e:  # re-raised on the main thread
             self.error = e
 
@@ -199,6 +240,7 @@ def _validate_numbers(args: argparse.Namespace) -> None:
                         "already fixes the chain)")
     if args.params_in and args.model:
         raise UserError("--params-in and --model cannot be combined (no prediction is made)")
+    check_restore_arguments(args)
 
 
 def _plan_outputs(args: argparse.Namespace) -> list[Plan]:
@@ -411,7 +453,8 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
               settings_path=args.params_in, reference=shared["reference"],
               reference_name=args.reference or "reference", model=shared["model"],
               device=shared["device"], detail=args.report, name=str(plan.input),
-              tmp_dir=str(plan.output.parent), notify=shared["notify"], threads=_threads())
+              tmp_dir=str(plan.output.parent), notify=shared["notify"], threads=_threads(),
+              restore=args.restore, denoise=args.denoise, mono_bass_hz=args.mono_bass)
     from automaster.translate.deliver import master_to_file, needs_codec_loop
 
     try:
@@ -443,6 +486,10 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
     if not args.quiet:
         r = result.report
         _say(f"{plan.input}: {describe(r['before'])} -> {describe(r['after'])}  [{plan.output}]")
+        from automaster.pipeline import restoration_lines
+
+        for line in restoration_lines(r.get("restoration")):
+            _say(f"{plan.input}: restoration: {line}")
         from automaster.translate.deliver import codec_summary
 
         line = codec_summary(r)
@@ -519,7 +566,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # ---- heavy part: numpy/torch/model from here on. torch takes seconds to import: do it
     # on a thread while this one reads the first input (measured: 0.2-0.5 s saved)
-    preload = _Preload()
+    preload = _Preload(restore=restoration_enabled(args))
     preload.start()
     try:
         plans[0].source = _open_source(plans[0], args)

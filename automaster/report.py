@@ -3,8 +3,9 @@
 The JSON holds loudness, true peak, loudness range and crest factor before and after,
 the settings, the normalization gain, 1/6-octave smoothed long-term spectra and the
 compressor and limiter gain-reduction traces (minimum per time bucket). The PNG shows
-the same four things, plus a row for ``translation`` when present (playback systems and
-decoded codec figures, :mod:`automaster.translate.report`). matplotlib (Agg backend) is imported only when a PNG is drawn.
+the same four things (with the restoration's findings in words above the settings), plus
+a row for ``translation`` when present (playback systems and decoded codec figures,
+:mod:`automaster.translate.report`). matplotlib (Agg backend) is imported only when a PNG is drawn.
 """
 
 from __future__ import annotations
@@ -105,6 +106,32 @@ def write_report(output: str | os.PathLike, report: dict[str, Any],
     return json_path, png_path
 
 
+def restoration_words(restoration: dict[str, Any] | None, width: int = 90) -> list[str]:
+    """The restoration's findings in words for the PNG (wrapped at ``width`` characters):
+    what was found and done, or that nothing was found; [] when restoration was off."""
+    import textwrap
+
+    if not restoration or restoration.get("mode") == "off":
+        return []
+
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="    ")
+
+    head = [f"restoration ({restoration.get('mode')})"]
+    if restoration.get("skipped"):
+        return head + wrap(f"skipped: {restoration['skipped']}")
+    found = [f for f in restoration.get("findings", []) if f.get("found")]
+    if not found:
+        return head + wrap("nothing to repair found")
+    lines = head
+    for f in found:
+        text = f"{f.get('problem')}: {f.get('summary')}"
+        if f.get("suggestion") and not f.get("applied"):
+            text += f" ({f['suggestion']})"
+        lines += wrap(text)
+    return lines
+
+
 def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
     """Render the report document as a PNG (2x2 panels)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -179,8 +206,11 @@ def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
         lines.extend(f"  {line}" for line in items)
     if doc.get("model"):
         lines.append(f"model: {doc['model']}")
+    restoration = restoration_words(doc.get("restoration"))
+    if restoration:
+        lines = restoration + [""] + lines
     ax.text(0.0, 1.0, "\n".join(lines), family="monospace", fontsize=7.5, va="top", wrap=True)
-    ax.set_title("Settings")
+    ax.set_title("Restoration and settings" if restoration else "Settings")
 
     if translation:
         from automaster.translate.report import draw_translation

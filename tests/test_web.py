@@ -294,11 +294,18 @@ def test_form_fields_become_the_cli_options(tmp_path):
 
 
 def test_restore_reaches_the_cli(client, excerpt):
-    if "--restore" not in cli_options()["master"]:
-        pytest.skip("this branch's CLI has no --restore option yet (the page's control is "
-                    "disabled until it does)")
-    st = wait(client, upload(client, "r.wav", excerpt.read_bytes(), restore="off"))
+    """The page's restoration checkbox sends restore=auto|off (enabled because GET
+    /api/info lists --restore); the CLI runs with it and its findings reach the report.
+    (restore=off on the command line: test_form_fields_become_the_cli_options.)"""
+    assert "--restore" in cli_options()["master"] and "--restore" in cli_options()["album"]
+    assert "--restore" in client.get("/api/info", headers=AUTH).json()["options"]["master"]
+    st = wait(client, upload(client, "r.wav", excerpt.read_bytes(), restore="auto"))
     assert st["status"] == "done", st["error"]
+    restoration = st["report"]["restoration"]
+    assert restoration["mode"] == "auto"
+    problems = {f["problem"] for f in restoration["findings"]}
+    assert {"dc", "hum", "clicks", "clipping", "polarity"} <= problems, problems
+    client.delete(f"/api/jobs/{st['id']}", headers=AUTH)
 
 
 def test_serve_without_the_extra_says_how_to_install(monkeypatch, capsys):

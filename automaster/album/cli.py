@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     g.add_argument("--downmix", action="store_true",
                    help="fold tracks with more than two channels down to stereo")
+    from automaster.cli import add_restore_arguments
+
+    add_restore_arguments(p)  # restoration of each track before it is analysed
     g = p.add_argument_group("output")
     g.add_argument("--format", choices=("wav", "flac", "aiff"), default="wav")
     g.add_argument("--bit-depth", choices=("16", "24", "32f"), help="default 24")
@@ -101,6 +104,9 @@ def _options(args: argparse.Namespace):
                         f"{args.sample_rate}")
     if args.crossfade and args.gap != 2.0:
         raise UserError("--gap and --crossfade are alternatives; give one")
+    from automaster.cli import check_restore_arguments
+
+    check_restore_arguments(args)
     try:
         threads = max(1, int(os.environ.get("AUTOMASTER_THREADS", "1") or 1))
     except ValueError:
@@ -112,7 +118,8 @@ def _options(args: argparse.Namespace):
                         fade_out=args.fade_out, intensity=args.intensity, model=args.model,
                         device=args.device, sample_rate=args.sample_rate,
                         downmix=args.downmix, format=args.format, bit_depth=args.bit_depth,
-                        threads=threads)
+                        threads=threads, restore=args.restore, denoise=args.denoise,
+                        mono_bass_hz=args.mono_bass)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
             say(f"  {t['file']}: {t['start_s']:.2f} s +{t['duration_s']:.2f} s, "
                 f"{t['input_measurement']['integrated_lufs']} -> {t['lufs']} LUFS, "
                 f"{t['true_peak_dbtp']} dBTP")
+            from automaster.pipeline.restoration import restoration_lines
+
+            for line in restoration_lines(t.get("restoration")):
+                say(f"    restoration: {line}")
         say(f"{out}: album {a['integrated_lufs']} LUFS, {a['true_peak_dbtp']} dBTP, "
             f"{a['duration_s']:.1f} s, track loudness spread {a['input_loudness_spread_lu']} "
             f"-> {a['track_loudness_spread_lu']} LU ({opts.loudness} mode)")

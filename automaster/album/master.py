@@ -50,6 +50,9 @@ class AlbumOptions:
     format: str = "wav"
     bit_depth: str | None = None
     threads: int | None = 1
+    restore: str = "auto"            # restoration per track at load (automaster.restore)
+    denoise: float | None = None
+    mono_bass_hz: float | None = None
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Track:
     predicted: dict[str, float] = field(default_factory=dict)
     planned_lufs: float = math.nan
     master_report: dict = field(default_factory=dict)
+    restoration: dict | None = None  # the restoration's findings (report["restoration"])
     output: dict = field(default_factory=dict)     # measured on its file's span
     warnings: list[str] = field(default_factory=list)         # loading (mono, resampled...)
     master_warnings: list[str] = field(default_factory=list)  # from the mastering pipeline
@@ -171,6 +175,22 @@ def load(track: Track, sample_rate: int, channels: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- mastering
+def restore_track(t: Track, sr: int, opts: AlbumOptions, note) -> np.ndarray:
+    """The loaded track restored (before it is measured, sequenced and mastered), its
+    findings in ``t.restoration``; the same restoration as a single master's
+    (:func:`automaster.pipeline.restoration.restore_input`)."""
+    from automaster.io import ArraySource
+    from automaster.pipeline.job import Job
+    from automaster.pipeline.restoration import restore_input
+
+    job = Job(name=str(t.path), notify=note, restore=opts.restore, denoise=opts.denoise,
+              mono_bass_hz=opts.mono_bass_hz)
+    src = restore_input(ArraySource(t.audio, sr), job)
+    t.restoration = job.restoration
+    t.warnings.extend(job.warnings)
+    return src.data if isinstance(src, ArraySource) else t.audio
+
+
 def master_album(playlist: Playlist, opts: AlbumOptions,
                  notify: Callable[[str], None] | None = None,
                  progress: Callable[[str], None] | None = None) -> AlbumResult:
@@ -198,6 +218,9 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
     for t in tracks:
         say(f"analysing {t.path.name}")
         t.audio = load(t, sr, channels)
+        lap("load_and_measure")
+        t.audio = restore_track(t, sr, opts, note)
+        lap("restore")
         meter = Meter(sr, channels, true_peak=False)
         meter.process(t.audio)
         t.input = meter.result().as_dict()
@@ -330,7 +353,7 @@ def _master_track(t: Track, x: np.ndarray, sr: int, level: float, opts: AlbumOpt
 
     job = Job(target_lufs=level, ceiling_dbtp=opts.ceiling_dbtp, intensity=1.0,
               settings=dict(t.settings), device=opts.device, name=str(t.path),
-              notify=note, threads=opts.threads)
+              notify=note, threads=opts.threads, restore="off")  # restored at load
     try:
         result = master_source(ArraySource(x, sr), job)
     except UserError as e:

@@ -62,6 +62,7 @@ def album_document(res: Any, files: list[str], audio_name: str) -> dict[str, Any
             "setting_source": t.master_report.get("setting_source"),
             "settings": rounded(t.settings),
             "predicted_settings": rounded(t.predicted),
+            "restoration": t.restoration,
             "warnings": t.warnings,
         })
     m = res.measured

@@ -1,5 +1,10 @@
 """The mastering pipeline, in the order the data flows through its modules:
 
+0. :mod:`~automaster.pipeline.restoration` - restoration (:mod:`automaster.restore`: DC
+   and rumble, hum, clicks, clipping, polarity; noise reduction and mono bass on request)
+   on the whole input, in memory, before anything is measured: every later stage sees the
+   restored signal, and its findings go to ``report["restoration"]``. ``--restore off``
+   skips it; inputs too long to hold (``Job.restore_max_bytes``) skip it with a warning.
 1. :mod:`~automaster.pipeline.analyse` - one streaming pass over the whole input:
    loudness, true peak, LRA, crest. Silence or near-silence (below -70 LUFS integrated or
    -80 dBFS peak) stops here: it is passed through unchanged, with a warning
@@ -46,6 +51,8 @@ from automaster.pipeline.loudness import (FAST_RELEASE_MS, LIMITER_MARGIN_DB, LO
                                           MAX_LIMITER_PASSES, TP_MARGIN_DB, GainSearch, Limiting,
                                           normalize_and_limit)
 from automaster.pipeline.render import FloatStore, render_pre_limiter
+from automaster.pipeline.restoration import restoration_lines, restore_input
+from automaster.restore_options import check_restore_options
 from automaster.pipeline.traces import BandTraces, TraceReducer
 from automaster.pipeline.write import Output, describe, final_report, pass_through, write_output
 
@@ -53,7 +60,9 @@ from automaster.pipeline.write import Output, describe, final_report, pass_throu
 def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
            ceiling_dbtp: float | None = -1.0, intensity: float = 1.0, reference: Any = None,
            reference_sample_rate: int | None = None, model: Any = None, device: Any = "auto",
-           *, settings: dict[str, float] | None = None, detail: bool = False) -> MasterResult:
+           *, settings: dict[str, float] | None = None, detail: bool = False,
+           restore: str = "auto", denoise: float | None = None,
+           mono_bass_hz: float | None = None) -> MasterResult:
     """Master ``audio`` (channels, samples) or (samples,) at ``sample_rate``.
 
     target_lufs: integrated loudness of the result; None (the default) matches the
@@ -62,17 +71,23 @@ def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
     setting. reference: a finished master to match, as an array (channels, samples) at
     ``reference_sample_rate`` (default ``sample_rate``) or a file path. model:
     MasteringModel, checkpoint name/path or None. settings: explicit {parameter: physical
-    value} (skips prediction). Returns a MasterResult with audio (channels, samples) float32
-    at the same rate and channel count.
+    value} (skips prediction). restore: "auto" (repair DC/rumble, hum, clicks, clipping and
+    polarity where detected), "off", or a comma list of fixes ("dc,hum"); denoise: noise
+    reduction amount 0..1 (None: hiss is only reported); mono_bass_hz: keep the low end mono
+    below this frequency (None: off). Returns a MasterResult with audio (channels, samples)
+    float32 at the same rate and channel count; ``report["restoration"]`` lists the findings.
     """
     x = check_audio(audio)
     check_args(sample_rate, target_lufs, ceiling_dbtp, intensity)
     check_length_and_values(x, sample_rate)
     if reference is not None and settings is not None:
         raise ValueError("give either a reference or explicit settings, not both")
+    restore, denoise, mono_bass_hz = check_restore_options(restore, denoise, mono_bass_hz,
+                                                           sample_rate, cli=False)
     job = Job(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, intensity=float(intensity),
               settings=dict(settings) if settings is not None else None, model=model,
-              device=device, detail=detail, name="audio")
+              device=device, detail=detail, name="audio", restore=restore, denoise=denoise,
+              mono_bass_hz=mono_bass_hz)
     if reference is not None:
         job.reference, job.reference_name = reference_source(reference, reference_sample_rate
                                                              or sample_rate)
@@ -93,17 +108,22 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
     out = Output(write, rewind)
     timings = Timings()
     with compute_threads(job.threads):
+        original = source
+        source = restore_input(source, job, progress)
+        timings.lap("restore")
         analysis = analyse_input(source, job, progress)
         try:
             timings.lap("analyse")
-            return _master_analysed(source, job, analysis, out, progress, timings)
+            return _master_analysed(source, job, analysis, out, progress, timings, original)
         finally:
             analysis.tp.join()
 
 
 def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
-                     progress: Progress, timings: Timings) -> MasterResult:
-    """Everything after the analysis pass: target, setting, render, loudness, write."""
+                     progress: Progress, timings: Timings,
+                     original: Source | None = None) -> MasterResult:
+    """Everything after the analysis pass: target, setting, render, loudness, write.
+    ``original``: the input before restoration (silence is passed through as it was)."""
     report = _start_report(source, job)
     ref_spectrum = None
     if job.reference is not None:
@@ -120,6 +140,11 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
     chain = MasteringChain(sample_rate=source.sample_rate).to(device)
     timings.lap("load_torch")
     if is_silent(analysis.before):
+        if original is not None and original is not source:  # unchanged, not restored
+            report["restoration"] = job.restoration = {
+                "mode": (job.restoration or {}).get("mode", job.restore), "findings": [],
+                "skipped": "silent or near-silent input, passed through unchanged"}
+            source = original
         return pass_through(source, chain, analysis, job, out, report, progress)
 
     p, info = choose_setting(chain, source, analysis.before, job, device)
@@ -152,7 +177,8 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
 
 def _start_report(source: Source, job: Job) -> dict[str, Any]:
     return {"input": job.name, "sample_rate": source.sample_rate, "channels": source.channels,
-            "duration_s": round(source.frames / source.sample_rate, 3)}
+            "duration_s": round(source.frames / source.sample_rate, 3),
+            "restoration": job.restoration}
 
 
 __all__ = ["MasterResult", "Job", "Progress", "master", "master_source", "load_model",
@@ -160,5 +186,5 @@ __all__ = ["MasterResult", "Job", "Progress", "master", "master_source", "load_m
            "default_model_available", "GainSearch", "measure_source", "analysis_windows",
            "excerpt_batch", "match_to_reference", "FloatStore", "TraceReducer", "BandTraces",
            "compute_threads", "SILENCE_LUFS", "SILENCE_PEAK_DBFS", "LOUDNESS_TOLERANCE_LU",
-           "MAX_LIMITER_PASSES", "TP_MARGIN_DB", "LIMITER_MARGIN_DB", "FAST_RELEASE_MS",
+           "MAX_LIMITER_PASSES", "restore_input", "restoration_lines", "TP_MARGIN_DB", "LIMITER_MARGIN_DB", "FAST_RELEASE_MS",
            "BLOCK_FRAMES", "LEAD_SECONDS", "MEMORY_BYTES"]

@@ -18,6 +18,10 @@ from automaster.io import Source
 BLOCK_FRAMES = 2_880_000  # 60 s at 48 kHz: ~0.5 GB of chain temporaries per block
 LEAD_SECONDS = 2.0
 MEMORY_BYTES = 192 << 20
+# restoration holds the whole input in memory, and its stages peak at about 11x the float32
+# input (measured: 666 MB for 3 min of stereo 44.1 kHz); 256 MB of input (12.7 min of
+# stereo 44.1 kHz, 11.6 min at 48 kHz) keeps that under about 3 GB
+RESTORE_MAX_BYTES = 256 << 20
 
 _noted: set[str] = set()
 
@@ -61,6 +65,13 @@ class Job:
     notify: Callable[[str], None] | None = None  # one-line notes for the user
     threads: int | None = 1  # torch intra-op threads while mastering (None: leave as is)
     warnings: list[str] = field(default_factory=list)
+    # restoration before the analysis (automaster.restore): "auto", "off" or a comma list
+    # of fixes; denoise 0..1 (None: hiss is only reported); mono_bass_hz (None: off)
+    restore: str = "auto"
+    denoise: float | None = None
+    mono_bass_hz: float | None = None
+    restore_max_bytes: int = RESTORE_MAX_BYTES
+    restoration: dict[str, Any] | None = None  # filled by the pipeline (report["restoration"])
 
 
 class Progress:

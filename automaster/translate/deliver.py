@@ -59,8 +59,10 @@ def master_to_file(source, job, output: str | os.PathLike, bit_depth: str | None
     """
     from automaster.io import (AudioWriter, discard_temp_file, new_temp_file, output_format,
                                release_temp_file)
-    from automaster.pipeline import FloatStore, Job, master_source
+    from automaster.pipeline import FloatStore, Job, master_source, restore_input
 
+    # restored once (the renders below all master the restored signal, restoration off)
+    source = restore_input(source, job, progress)
     output = Path(output)
     fmt = output_format(output)
     out_codec, codecs = codecs_for(fmt, codec_safe)
@@ -90,7 +92,8 @@ def master_to_file(source, job, output: str | os.PathLike, bit_depth: str | None
                     reference=None, model=None, device=job.device, detail=job.detail,
                     name=job.name, block_frames=job.block_frames,
                     lead_seconds=job.lead_seconds, memory_bytes=job.memory_bytes,
-                    tmp_dir=job.tmp_dir, notify=job.notify, threads=job.threads)
+                    tmp_dir=job.tmp_dir, notify=job.notify, threads=job.threads,
+                    restore="off", restoration=job.restoration)
         rewind()
         result = master_source(source, j, write, progress, rewind=rewind)
         if pos[0] != frames:

@@ -1,0 +1,138 @@
+"""Broadband noise (hiss): measured in the quiet passages; reduced by spectral gating only
+when asked (``--denoise AMOUNT``).
+
+Measurement: the mid signal is cut into ``FRAME`` sample frames; the quietest
+``QUIET_FRACTION`` of the non-silent frames are the quiet passages. Their power spectra
+(Hann, per channel) give the noise profile: per bin, the median over those frames divided
+by ln 2 (the median of an exponentially distributed power is ln 2 times its mean). The
+hiss level is the profile's power in ``BAND_HZ``, in dBFS; it is broadband when the
+profile's spectral flatness there reaches ``MIN_FLATNESS``. Found (documented threshold):
+level above ``FOUND_DBFS``, broadband, and the quiet passages at least ``QUIET_GAP_DB``
+below the loud ones (otherwise what was measured is the music).
+
+Reduction (own STFT gate): Hann frames of ``FRAME`` samples, hop FRAME/4, weighted
+overlap-add. Per bin, the power smoothed over 3 frames x 5 bins is compared with the
+profile; its SNR in dB maps linearly from ``GATE_LOW_DB`` (full reduction) to
+``GATE_HIGH_DB`` (no change), full reduction being AMOUNT x ``MAX_REDUCTION_DB``. Bins
+well above the noise floor are left exactly as they were.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._common import Finding, db
+
+FRAME = 2048
+QUIET_FRACTION = 0.1
+BAND_HZ = (2000.0, 16000.0)
+MIN_FLATNESS = 0.3
+FOUND_DBFS = -75.0
+QUIET_GAP_DB = 15.0
+GATE_LOW_DB = 3.0
+GATE_HIGH_DB = 12.0
+MAX_REDUCTION_DB = 30.0
+
+
+def _window() -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME) / FRAME)).astype(np.float32)
+
+
+def noise_profile(x: np.ndarray, sample_rate: int) -> dict:
+    mid = x.mean(axis=0)
+    n = len(mid) // FRAME
+    frames = mid[:n * FRAME].reshape(n, FRAME)
+    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
+    live = np.flatnonzero(rms > 1e-6)
+    if live.size < 10:
+        return {"profile": None}
+    order = live[np.argsort(rms[live])]
+    quiet = order[:max(3, int(QUIET_FRACTION * len(order)))]
+    loud = order[-max(3, int(QUIET_FRACTION * len(order))):]
+    w = _window()
+    scale = 1.0 / (np.sum(w ** 2) * sample_rate / 2)  # one-sided PSD per Hz
+    prof = []
+    for ch in x:
+        fr = ch[:n * FRAME].reshape(n, FRAME)[quiet] * w
+        S = np.fft.rfft(fr, axis=-1)
+        P = (S.real ** 2 + S.imag ** 2).astype(np.float64)
+        prof.append(np.median(P, axis=0) / math.log(2))
+    prof = np.array(prof)  # (channels, bins): mean power per frame and bin
+    freqs = np.fft.rfftfreq(FRAME, 1 / sample_rate)
+    band = (freqs >= BAND_HZ[0]) & (freqs <= min(BAND_HZ[1], 0.45 * sample_rate))
+    pb = prof.mean(axis=0)[band] + 1e-30
+    level = db(pb.sum() * scale * (freqs[1] - freqs[0]))
+    flat = float(np.exp(np.mean(np.log(pb))) / np.mean(pb))
+    gap = db(np.mean(rms[loud] ** 2) / max(np.mean(rms[quiet] ** 2), 1e-30))
+    return {"profile": prof, "level_dbfs": level, "flatness": flat, "quiet_gap_db": gap,
+            "quiet_frames": int(len(quiet))}
+
+
+def _stft(x: np.ndarray) -> tuple[np.ndarray, int]:
+    hop = FRAME // 4
+    T = x.shape[-1]
+    n = -(-(T + FRAME) // hop) + 1
+    pad = np.zeros(x.shape[:-1] + ((n - 1) * hop + FRAME,), dtype=np.float32)
+    pad[..., FRAME:FRAME + T] = x
+    fr = np.lib.stride_tricks.sliding_window_view(pad, FRAME, axis=-1)[..., ::hop, :]
+    return np.fft.rfft(fr * _window(), axis=-1), pad.shape[-1]
+
+
+def _istft(S: np.ndarray, length: int, T: int) -> np.ndarray:
+    hop = FRAME // 4
+    w = _window()
+    fr = np.fft.irfft(S, FRAME, axis=-1).astype(np.float32) * w
+    out = np.zeros(S.shape[:-2] + (length,), dtype=np.float32)
+    norm = np.zeros(length, dtype=np.float32)
+    for i in range(fr.shape[-2]):
+        out[..., i * hop:i * hop + FRAME] += fr[..., i, :]
+        norm[i * hop:i * hop + FRAME] += w * w
+    return out[..., FRAME:FRAME + T] / np.maximum(norm[FRAME:FRAME + T], 1e-8)
+
+
+def _smooth(a: np.ndarray, nt: int, nf: int) -> np.ndarray:
+    from scipy.ndimage import uniform_filter
+
+    return uniform_filter(a, size=(1,) * (a.ndim - 2) + (nt, nf), mode="nearest")
+
+
+def gate(x: np.ndarray, profile: np.ndarray, amount: float) -> np.ndarray:
+    S, length = _stft(x.astype(np.float32))
+    P = (S.real ** 2 + S.imag ** 2).astype(np.float32)
+    snr_db = 10 * np.log10(_smooth(P, 3, 5) / (profile[:, None, :].astype(np.float32) + 1e-20) + 1e-20)
+    t = np.clip((snr_db - GATE_LOW_DB) / (GATE_HIGH_DB - GATE_LOW_DB), 0.0, 1.0)
+    gain_db = -amount * MAX_REDUCTION_DB * (1.0 - t)
+    gain = 10 ** (_smooth(gain_db, 3, 3) / 20)
+    return _istft(S * gain, length, x.shape[-1])
+
+
+def denoise(x: np.ndarray, sample_rate: int, amount: float | None) -> tuple[np.ndarray, Finding]:
+    info = noise_profile(x, sample_rate)
+    if info["profile"] is None:
+        return x, Finding("noise", False, False, "no hiss (too little non-silent audio to measure)",
+                          {}, {}, "none")
+    found = (info["level_dbfs"] > FOUND_DBFS and info["flatness"] >= MIN_FLATNESS
+             and info["quiet_gap_db"] >= QUIET_GAP_DB)
+    do = amount is not None and amount > 0
+    out = x
+    change = {}
+    measured = {"hiss_dbfs": info["level_dbfs"], "band_hz": list(BAND_HZ),
+                "flatness": info["flatness"], "quiet_gap_db": info["quiet_gap_db"],
+                "found_above_dbfs": FOUND_DBFS}
+    if do:
+        out = gate(x, info["profile"], float(amount)).astype(x.dtype)
+        after = noise_profile(out, sample_rate)
+        change = {"amount": float(amount), "hiss_after_dbfs": after.get("level_dbfs"),
+                  "max_reduction_db": float(amount) * MAX_REDUCTION_DB}
+    s = (f"hiss at {info['level_dbfs']:.1f} dBFS ({BAND_HZ[0] / 1000:g}-{BAND_HZ[1] / 1000:g} kHz, "
+         f"quiet passages)")
+    s = (s if found else "no hiss (" + s[:-1].replace("hiss at ", "") + ")")
+    suggestion = None
+    if do:
+        s += f"; spectral gate, amount {amount:g}: now {change['hiss_after_dbfs']:.1f} dBFS"
+    elif found:
+        suggestion = "--denoise 0.5"
+        s += "; not reduced (hiss can be part of the music): try --denoise 0.5"
+    return out, Finding("noise", found, do, s, measured, change,
+                        f"STFT spectral gate, amount {amount:g}" if do else "none", suggestion)
