@@ -285,6 +285,18 @@ def test_form_fields_become_the_cli_options(tmp_path):
         assert argv[argv.index("--sequence") + 1] == "auto"
         playlist = json.loads((out / "playlist.json").read_text())
         assert [t["title"] for t in playlist["tracks"]] == ["a", "b"]
+        # lossy outputs carry no bit depth; --codec-safe only for lossless ones (a lossy
+        # output is always checked after decoding); --denoise reaches the CLI
+        job.inputs = job.inputs[:1]
+        m.set_options(job, {"format": "opus", "codec_safe": "1", "denoise": "0.5", "bit_depth": "16"})
+        argv = m.command(job, out)
+        assert argv[argv.index("-o") + 1].endswith("master.opus")
+        assert "--bit-depth" not in argv and "--codec-safe" not in argv
+        assert argv[argv.index("--denoise") + 1] == "0.5"
+        m.set_options(job, {"format": "wav", "codec_safe": "on"})
+        assert "--codec-safe" in m.command(job, out)
+        with pytest.raises(ValueError, match="denoise"):
+            m.set_options(job, {"denoise": "2"})
         with pytest.raises(ValueError):
             m.set_options(job, {"restore": "maybe"})
         with pytest.raises(ValueError):

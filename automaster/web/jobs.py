@@ -37,11 +37,12 @@ import automaster
 ERROR_PREFIX = "automaster: error: "
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3",
                   ".opus", ".m4a"}
-FORMATS = ("wav", "flac", "ogg", "aiff")
+FORMATS = ("wav", "flac", "aiff", "ogg", "opus", "mp3")
+LOSSY_FORMATS = ("ogg", "opus", "mp3")  # encoded, decoded and measured by the CLI; no bit depth
 ALBUM_FORMATS = ("wav", "flac", "aiff")
 BIT_DEPTHS = ("16", "24", "32f")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg",
-               "aiff": "audio/aiff"}
+               "aiff": "audio/aiff", "opus": "audio/ogg", "mp3": "audio/mpeg"}
 NAME_MAX = 100
 # the package's parent: the worker imports the same automaster as the server
 _CODE_ROOT = str(Path(automaster.__file__).resolve().parent.parent)
@@ -206,6 +207,11 @@ class JobManager:
             if form["restore"] not in ("auto", "off"):
                 raise ValueError("restore must be auto or off")
             o["restore"] = form["restore"]
+        if form.get("denoise", "") != "":
+            _num(form["denoise"], "denoise", 0.0, 1.0)
+            o["denoise"] = str(float(form["denoise"]))
+        if form.get("codec_safe", "") in ("1", "true", "on", "yes"):
+            o["codec_safe"] = "1"
         job.options = o
         job.album = form.get("album", "") in ("1", "true", "on", "yes")
         fmt = form.get("format", "") or "wav"
@@ -300,7 +306,7 @@ class JobManager:
             argv += ["--sequence", a.get("sequence", "keep")]
             if a.get("loudness"):
                 argv += ["--loudness", a["loudness"]]
-            for key in ("target", "platform", "ceiling", "intensity", "restore"):
+            for key in ("target", "platform", "ceiling", "intensity", "restore", "denoise"):
                 if key in o:
                     argv += [f"--{key}", o[key]]
             if job.reference is not None:  # the album command decides (it has no --reference)
@@ -311,12 +317,14 @@ class JobManager:
             argv += ["-o", str(out / f"master.{job.format}")]
         else:
             argv += ["-o", str(out) + os.sep, "--format", job.format]
-        if job.format != "ogg":
+        if job.format not in LOSSY_FORMATS:
             argv += ["--bit-depth", job.bit_depth]
         argv += ["--report", "--params-out", str(out / "settings.json")]
-        for key in ("target", "platform", "ceiling", "restore"):
+        for key in ("target", "platform", "ceiling", "restore", "denoise"):
             if key in o:
                 argv += [f"--{key}", o[key]]
+        if o.get("codec_safe") and job.format not in LOSSY_FORMATS:
+            argv += ["--codec-safe"]  # a lossy output is always checked after decoding
         if job.settings_edited and job.settings is not None:
             # the edited settings are final: no prediction, no intensity blend on top, no
             # reference match; the loudness the first render aimed at is kept

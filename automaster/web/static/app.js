@@ -77,6 +77,8 @@ function formData() {
   // the restoration option exists only in CLIs that have --restore (GET /api/info)
   const cmd = $("album").checked ? "album" : "master";
   if (S.cliOptions && (S.cliOptions[cmd] || []).includes("--restore")) put("restore", $("restore").checked ? "auto" : "off");
+  if ($("denoise").value !== "" && +$("denoise").value > 0) put("denoise", $("denoise").value);
+  if ($("codec-safe").checked) put("codec_safe", "1");
   put("format", $("format").value);
   put("bit_depth", $("bit-depth").value);
   if ($("album").checked) {
@@ -174,7 +176,7 @@ async function showResult(st) {
   }
   $("dl-format").value = st.output_format || st.format;
   $("dl-bit-depth").value = st.output_bit_depth || st.bit_depth;
-  for (const o of $("dl-format").options) o.disabled = kind === "album" && o.value === "ogg";
+  for (const o of $("dl-format").options) o.disabled = kind === "album" && LOSSY.includes(o.value);
   $("ref-play").hidden = !st.reference;
   renderReport(st);
   renderDownloads(st);
@@ -541,6 +543,7 @@ $("suggest").addEventListener("click", () => rerender({ album: albumBody("auto")
 $("apply-album").addEventListener("click", () => rerender({ album: albumBody("keep") }));
 
 // ------------------------------------------------------------------ report
+const LOSSY = ["ogg", "opus", "mp3"];
 function table(head, rows) {
   return el("table", {}, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { text: h })))),
     el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", { text: c === null || c === undefined ? "n/a" : String(c) }))))));
@@ -573,11 +576,36 @@ function singleReport(r, name) {
       el("dt", { text: "Settings from" }), el("dd", { text: `${r.source}${r.model ? " (" + r.model + ")" : ""}` }),
       el("dt", { text: "Level change" }), el("dd", { text: `${r.gain_db} dB` }))];
   if (r.reference) parts.push(el("h3", { text: "Reference" }), kv(r.reference));
+  parts.push(...restorationPanel(r.restoration), ...translationPanel(r.translation));
   for (const [k, v] of Object.entries(r)) {
-    if (SHOWN.has(k) || v === null || v === undefined) continue;
+    if (SHOWN.has(k) || k === "restoration" || k === "translation" || v === null || v === undefined) continue;
     parts.push(el("h3", { text: TITLES[k] || k.replace(/_/g, " ") }), kv(v));
   }
   if ((r.warnings || []).length) parts.push(el("h3", { text: "Warnings" }), el("ul", {}, ...r.warnings.map((w) => el("li", { text: w }))));
+  return parts;
+}
+function restorationPanel(rest) {
+  if (!rest || !rest.findings) return [];
+  const rows = rest.findings.map((f) => [f.problem, f.found ? "yes" : "no", f.applied ? "yes" : "no", f.summary]);
+  return [el("h3", { text: `Restoration (${rest.mode})` }), table(["Problem", "Found", "Fixed", "What was measured and done"], rows)];
+}
+function translationPanel(tr) {
+  if (!tr) return [];
+  const parts = [];
+  if (tr.codec) {
+    const c = tr.codec;
+    parts.push(el("h3", { text: "After lossy encoding" }),
+      el("p", { class: "sub", text: `ceiling ${c.ceiling_dbtp} dBTP: ${c.met ? "met" : "NOT met"} after ${c.encodes} encode(s), limiter ceiling ${c.limiter_ceiling_dbtp} dBTP` }),
+      table(["Codec", "Decoded true peak dBTP", "Decoded LUFS"], (c.codecs || []).map((k) => [k.description || k.codec, k.decoded_true_peak_dbtp, k.decoded_lufs])));
+  }
+  if (tr.playback && tr.playback.systems) {
+    const sys = Object.values(tr.playback.systems);
+    parts.push(el("h3", { text: "Playback-system check" }),
+      table(["System", "Loudness LUFS", "Change LU", "Low end kept", "Warnings"],
+        sys.map((s) => [s.label, s.loudness_lufs, s.loudness_change_lu,
+          s.share_below_150_hz_kept === null || s.share_below_150_hz_kept === undefined ? null : `${Math.round(100 * s.share_below_150_hz_kept)}%`,
+          (s.warnings || []).join("; ") || "none"])));
+  }
   return parts;
 }
 function renderReport(st) {
@@ -607,9 +635,9 @@ function renderDownloads(st) {
   const btn = (id, text, fn) => { const b = el("button", { id, text }); b.addEventListener("click", fn); return b; };
   const wantAudio = (go) => () => {
     const format = $("dl-format").value, bit_depth = $("dl-bit-depth").value;
-    if (format === S.state.output_format && (bit_depth === S.state.output_bit_depth || format === "ogg")) { go(); return; }
+    if (format === S.state.output_format && (bit_depth === S.state.output_bit_depth || LOSSY.includes(format))) { go(); return; }
     // another format or word length: the same settings rendered again by the CLI
-    S.pendingDownload = { format, bit_depth: format === "ogg" ? S.state.bit_depth : bit_depth, go };
+    S.pendingDownload = { format, bit_depth: LOSSY.includes(format) ? S.state.bit_depth : bit_depth, go };
     const body = { format, bit_depth };
     if (S.state.kind === "single" && S.edited) body.settings = S.edited;
     rerender(body);
