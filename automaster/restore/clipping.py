@@ -83,7 +83,7 @@ def bounded_lsar(y: np.ndarray, s: int, e: int, a: np.ndarray, lower: np.ndarray
     z[p:p + k] = 0.0
     g = np.convolve(z, R, mode="valid")  # objective v'Mv + 2 g'v
     v = np.clip(np.array(y[s:e], dtype=np.float64), lower, upper)
-    free = np.zeros(k, dtype=bool)
+    free = (v > lower) & (v < upper)
     for _ in range(4 * k + 8):
         idx = np.flatnonzero(free)
         if idx.size:

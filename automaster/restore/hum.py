@@ -22,7 +22,7 @@ Once hum is found, a harmonic is *seen* at the lower bar of ``SEEN_PROMINENCE_DB
 The fix: for every harmonic from 1 to the highest one seen, a second-order notch
 (``scipy.signal.iirnotch``), on the harmonic's own measured frequency where it counts and
 on k x the fundamental otherwise (a weak line's own estimate is pulled by the music), bandwidth
-max(``MIN_BANDWIDTH_HZ``, 6 x the measured spread), run forward and backward (zero phase,
+4 x the measured spread within [``MIN_BANDWIDTH_HZ``, ``MAX_BANDWIDTH_HZ``], run forward and backward (zero phase,
 squared depth). Reported: the family, each harmonic's
 frequency and level above the local spectrum, and the level left after the notches.
 """
@@ -41,7 +41,8 @@ PROMINENCE_DB = 10.0
 SINGLE_PROMINENCE_DB = 20.0
 SEGMENT_PROMINENCE_DB = 6.0
 STABILITY = 0.75
-MIN_BANDWIDTH_HZ = 1.0
+MIN_BANDWIDTH_HZ = 0.5
+MAX_BANDWIDTH_HZ = 3.0
 MAX_SPREAD_HZ = 0.25
 SEEN_PROMINENCE_DB = 3.0
 SEEN_STABILITY = 0.5
@@ -235,7 +236,7 @@ def notch_plan(info: dict) -> list[dict]:
 def notch_sos(harmonics: list[dict], sample_rate: int) -> np.ndarray:
     sections = []
     for h in harmonics:
-        bw = max(MIN_BANDWIDTH_HZ, 6.0 * h["spread_hz"])
+        bw = min(MAX_BANDWIDTH_HZ, max(MIN_BANDWIDTH_HZ, 4.0 * h["spread_hz"]))
         b, a = signal.iirnotch(h["frequency_hz"], h["frequency_hz"] / bw, fs=sample_rate)
         sections.append(np.r_[b, a])
     return np.array(sections)
