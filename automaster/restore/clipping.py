@@ -6,7 +6,9 @@ one its minimum (a DC offset or a gain change after clipping moves them apart); 
 within ``TOLERANCE`` (relative) of either are clipped candidates, and runs of at least
 ``MIN_RUN`` consecutive ones at one level are clipped runs. Found: at least ``MIN_RUNS``
 such runs in the track (a lone flat top is more likely an intended peak than damage;
-once found, every sample at a clip level is repaired, shorter runs too), and the clip level above ``MIN_LEVEL`` (so silence and fades are never "clipped").
+once found, every sample at a clip level is repaired, shorter runs too), and the clip
+level above ``MIN_LEVEL`` (so silence and fades are never "clipped"). Limitation: the runs
+must still be flat; clipping followed by noise, dither or a lossy codec is not detected.
 
 Repair: each run is missing data re-estimated by least-squares AR interpolation (LSAR)
 under the clipping constraint: every reconstructed sample must lie beyond the clip level
