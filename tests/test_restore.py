@@ -188,25 +188,26 @@ def test_inverted_channel_fixed(music):
     assert np.allclose(y, x)
 
 
-@pytest.mark.parametrize("channel", [0, 1])
-def test_low_antiphase_fixed(music, channel):
-    """One channel's bass (below 120 Hz, steep zero-phase scipy Butterworth) inverted: the
-    meter finds it, the fix inverts that channel's band back."""
+@pytest.mark.parametrize("channel, cutoff_hz", [(1, 120.0), (0, 80.0)])
+def test_low_antiphase_fixed(music, channel, cutoff_hz):
+    """One channel's bass (below cutoff_hz, steep zero-phase scipy Butterworth) inverted:
+    the meter finds it, the fix inverts that channel's band back."""
     x, sr = music
-    sos = signal.butter(8, 120.0, fs=sr, output="sos")
+    sos = signal.butter(8, cutoff_hz, fs=sr, output="sos")
     y = x.copy()
     y[channel] = x[channel] - 2 * signal.sosfiltfilt(sos, x[channel])
     out, f = fix_polarity(y, sr)
     assert f.found and f.measured["kind"] == "low_anti_phase"
     assert f.measured["anti_phase_channel"] == channel
-    assert 100 <= f.measured["anti_phase_crossover_hz"] <= 150
-    below = signal.butter(8, 90.0, fs=sr, output="sos")
+    assert 0.8 * cutoff_hz <= f.measured["anti_phase_crossover_hz"] <= 1.25 * cutoff_hz
+    below = signal.butter(8, 0.75 * cutoff_hz, fs=sr, output="sos")
 
     def low_corr(z):
         lo = signal.sosfiltfilt(below, z)
         return np.corrcoef(lo[0], lo[1])[0, 1]
 
-    assert low_corr(y) < -0.9 and low_corr(out) > 0.95 and low_corr(x) > 0.95
+    assert low_corr(y) < -0.7  # the defect is real
+    assert low_corr(out) > low_corr(x) - 0.03  # back to the original's correlation
     err_before = np.sum(signal.sosfiltfilt(below, y - x) ** 2)
     err_after = np.sum(signal.sosfiltfilt(below, out - x) ** 2)
     assert 10 * np.log10(err_before / err_after) >= 20.0  # the bass is back, not cancelled

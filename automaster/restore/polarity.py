@@ -1,8 +1,8 @@
 """Polarity and low-frequency anti-phase between the two channels; optional mono bass.
 
 Correlation meter (:func:`measure`): the Pearson correlation of left and right,
-broadband, in the low band ``LOW_FROM_HZ``-``LOW_HZ`` (from Welch spectra of block means of
-~32 samples), and above it. Bass is almost always in phase in a mix, so:
+broadband, in the low bands ``LOW_FROM_HZ`` to each of ``LOW_TOPS_HZ`` (from Welch spectra of
+block means of ~32 samples; the most negative one counts), and above it. Bass is almost always in phase in a mix, so:
 
 - low-band correlation below ``-ANTI_PHASE`` with the low band carrying at least
   ``MIN_LOW_SHARE_DB`` of the energy -> anti-phase found;
@@ -26,7 +26,7 @@ from scipy import signal
 from ._common import Finding, db
 
 LOW_FROM_HZ = 20.0
-LOW_HZ = 120.0
+LOW_TOPS_HZ = (60.0, 90.0, 120.0)
 ANTI_PHASE = 0.3
 MIN_LOW_SHARE_DB = -30.0
 MIN_CROSSOVER_HZ = 40.0
@@ -47,25 +47,35 @@ def lowpass(x: np.ndarray, sample_rate: float, cutoff_hz: float) -> np.ndarray:
 
 
 def measure(x: np.ndarray, sample_rate: int) -> dict:
-    """The correlation meter: broadband (full rate), low band [``LOW_FROM_HZ``, ``LOW_HZ``)
-    from the Welch auto- and cross-spectra (sum Re S_LR / sqrt(sum S_LL sum S_RR) over
-    the band: a brick-wall band, so content just above it does not dilute it), and the
-    rest (broadband minus low, as mean-square quantities)."""
+    """The correlation meter: broadband (full rate); low band from the Welch auto- and
+    cross-spectra, sum Re S_LR / sqrt(sum S_LL sum S_RR) over [``LOW_FROM_HZ``, top) for
+    each top in ``LOW_TOPS_HZ`` (brick-wall bands, so content just above a sub-bass
+    inversion does not dilute it), the most negative of those carrying at least
+    ``MIN_LOW_SHARE_DB`` of the energy reported as ``low_correlation`` with its
+    ``low_band_hz``; and the rest above that band (broadband minus low, as mean-square
+    quantities)."""
     L, R = x[0].astype(np.float64), x[1].astype(np.float64)
     broad = _corr(L, R)
     f, Sll, Srr, Slr = _spectra(x, sample_rate)
     df = f[1] - f[0]
-    b = _band(f, LOW_FROM_HZ, LOW_HZ)
-    pl, pr, pc = Sll[b].sum() * df, Srr[b].sum() * df, Slr[b].real.sum() * df
-    low_corr = float(pc / np.sqrt(pl * pr)) if pl * pr > 0 else 0.0
     e_all = float((L * L).mean() + (R * R).mean())
+    best = None
+    for top in LOW_TOPS_HZ:
+        b = _band(f, LOW_FROM_HZ, top)
+        pl, pr, pc = Sll[b].sum() * df, Srr[b].sum() * df, Slr[b].real.sum() * df
+        corr = float(pc / np.sqrt(pl * pr)) if pl * pr > 0 else 0.0
+        share = db((pl + pr) / max(e_all, 1e-30))
+        eligible = share >= MIN_LOW_SHARE_DB
+        key = (eligible, -corr)
+        if best is None or key > best[0]:
+            best = (key, top, corr, share, pl, pr, pc)
+    _, top, low_corr, share, pl, pr, pc = best
     c_all = float(np.dot(L, R)) / len(L)
     eL_hi = max(float(L @ L) / len(L) - pl, 1e-30)
     eR_hi = max(float(R @ R) / len(R) - pr, 1e-30)
     high_corr = (c_all - pc) / np.sqrt(eL_hi * eR_hi)
-    return {"correlation": broad, "low_correlation": low_corr,
-            "high_correlation": float(np.clip(high_corr, -1, 1)),
-            "low_share_db": db((pl + pr) / max(e_all, 1e-30))}
+    return {"correlation": broad, "low_correlation": low_corr, "low_band_hz": [LOW_FROM_HZ, top],
+            "high_correlation": float(np.clip(high_corr, -1, 1)), "low_share_db": share}
 
 
 def _spectra(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -170,12 +180,12 @@ def fix_polarity(x: np.ndarray, sample_rate: int, apply: bool = True,
     after = measure(out, sample_rate) if (do or mono_bass_hz) else m
     change = {"correlation_after": after["correlation"], "low_correlation_after": after["low_correlation"]}
     if kind == "inverted":
-        s = f"one channel inverted (correlation {m['correlation']:+.2f}, below {LOW_HZ:g} Hz {m['low_correlation']:+.2f})"
+        s = f"one channel inverted (correlation {m['correlation']:+.2f}, below {m['low_band_hz'][1]:g} Hz {m['low_correlation']:+.2f})"
     elif kind == "low_anti_phase":
-        s = (f"low-frequency anti-phase (correlation below {LOW_HZ:g} Hz {m['low_correlation']:+.2f}, "
+        s = (f"low-frequency anti-phase (correlation below {m['low_band_hz'][1]:g} Hz {m['low_correlation']:+.2f}, "
              f"up to about {band['crossover_hz']:.0f} Hz)")
     else:
-        s = f"polarity fine (correlation {m['correlation']:+.2f}, below {LOW_HZ:g} Hz {m['low_correlation']:+.2f})"
+        s = f"polarity fine (correlation {m['correlation']:+.2f}, below {m['low_band_hz'][1]:g} Hz {m['low_correlation']:+.2f})"
     if do or mono_bass_hz:
         s += f"; {', '.join(actions)} (now {after['correlation']:+.2f}, low {after['low_correlation']:+.2f})"
     elif found:
