@@ -9,6 +9,9 @@ spec: "auto" (every fix where its detector is confident; DC/subsonic always), "o
 (nothing, not even measured), or a comma list of fix names from :data:`FIXES`
 (only those are applied; the others are still measured and reported). Noise reduction is
 never part of "auto": it runs only with ``denoise`` (0..1).
+
+How often auto fires on clean music: :func:`automaster.restore.falsealarm.false_alarm_rate`
+runs it over held-out corpus excerpts (and measures the spectrum change it makes).
 """
 from __future__ import annotations
 
