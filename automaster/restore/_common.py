@@ -183,21 +183,47 @@ def decimator(sample_rate: float, band_hz: float, min_rate_factor: float = 4.0,
 
 def decimate(x: np.ndarray, factor: int, h: np.ndarray) -> np.ndarray:
     """(channels, T) -> (channels, T // factor): filtered by h (length L = factor x Q, see
-    :func:`decimator`) and kept every factor-th sample, y[m] = sum_j h[j] x[m factor + j]
-    (x zero beyond its end), in x's dtype. Polyphase, as one matrix product: the signal
-    seen as rows of factor samples times the (factor, Q) matrix of h's phases, then the Q
-    columns summed with their shifts; it costs Q multiply-adds per input sample. The output
-    lags the input by (L - 1) / 2 input samples (irrelevant to a spectrum)."""
+    :func:`decimator`) and kept every factor-th sample, centred on the blocks:
+    y[m] = sum_j h[j] x[m factor - P + j] with P = (L - factor) / 2, so that y[m] (h being
+    symmetric) is centred on m factor + (factor - 1) / 2, the middle of block m (x is zero
+    outside its ends); in x's dtype. Polyphase, as one matrix product: the signal seen as
+    columns of factor samples, the (Q, factor) matrix of h's phases times them, then the Q
+    rows summed with their shifts; it costs Q multiply-adds per input sample."""
     if factor == 1:
         return np.array(x, copy=True)
-    q = len(h) // factor
-    m = x.shape[-1] // factor
+    L = len(h)
+    q = L // factor
+    if L != q * factor or (L - factor) % 2:
+        raise ValueError(f"decimate: filter length {L} must be an even multiple of {factor}")
+    pre = (L - factor) // 2
+    a = -(-pre // factor)  # x[m factor - pre + j] = x[(m - a) factor + r + j], r = a factor - pre
+    r = a * factor - pre
+    T = x.shape[-1]
+    m = T // factor
+    k = max(0, (T - r) // factor)  # whole blocks of x[r:]
     dt = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
-    hm = np.ascontiguousarray(h.reshape(q, factor).T, dtype=dt)  # hm[r, j] = h[j factor + r]
+    hm = np.ascontiguousarray(h.reshape(q, factor), dtype=dt)  # hm[j, i] = h[j factor + i]
     out = np.zeros(x.shape[:-1] + (m,), dtype=dt)
-    for idx in np.ndindex(x.shape[:-1]):
-        z = x[idx][:m * factor].reshape(m, factor) @ hm  # (m, q)
+    for idx in np.ndindex(x.shape[:-1] if k else ()):
+        z = hm @ np.asarray(x[idx][r:r + k * factor], dtype=dt).reshape(k, factor).T  # (q, k)
         row = out[idx]
         for j in range(q):
-            row[:m - j] += z[j:, j]
+            # y[m] += z[j, m - a + j] for 0 <= m - a + j < k
+            lo = max(0, a - j)
+            hi = min(m, k + a - j)
+            if hi > lo:
+                row[lo:hi] += z[j, lo - a + j:hi - a + j]
+    # the outputs that reach outside the whole blocks (the first r samples, the tail shorter
+    # than a block, or beyond the signal): directly, from a zero-padded copy of the edge
+    tail = max(0, (r + k * factor + pre - L) // factor + 1)
+    edge = sorted(set(range(min(a, m))) | set(range(min(tail, m), m)))
+    hd = np.asarray(h, dtype=np.float64)
+    for idx in np.ndindex(x.shape[:-1]):
+        ch = x[idx]
+        for mm in edge:
+            s0 = mm * factor - pre
+            seg = np.zeros(L)
+            lo, hi = max(0, s0), min(T, s0 + L)
+            seg[lo - s0:hi - s0] = ch[lo:hi]
+            out[idx + (mm,)] = float(seg @ hd)
     return out
