@@ -375,3 +375,21 @@ def test_polarity_welch_matches_scipy(music):
     assert np.allclose(f, fr)
     for got, ref in ((S[0, 0].real, pll), (S[1, 1].real, prr), (S[0, 1], plr)):
         assert np.allclose(got, ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+
+
+def test_click_candidates_screen_is_exact(music):
+    """Pass 1's candidates, with medians computed only where the count screen lets a
+    candidate through, equal the dense definition |d| > CANDIDATE x level everywhere
+    (clean music, and with impulses added)."""
+    from scipy import fft as sfft
+
+    x, sr = music
+    ch = x[0, : 8 * sr].astype(np.float32)
+    noisy = ch.copy()
+    noisy[np.arange(5000, len(ch), 7919)] += 0.2
+    for sig in (ch, noisy):
+        S = sfft.rfft(C._segments(sig), axis=-1)
+        d = C._filter(S, C._models(S, power=True))
+        ref = np.abs(d) > C.CANDIDATE * C._level(d)
+        assert ref.any()
+        assert np.array_equal(C._candidates(d), ref)
