@@ -2,7 +2,8 @@
 zero-phase notches placed on each harmonic's own measured frequency.
 
 Detection works on the power spectra of consecutive Hann-windowed segments of
-``SEGMENT_S`` (~1.5 s, 0.67 Hz bins at 44.1 kHz), summed over channels:
+``SEGMENT_S`` (~1.5 s, 0.67 Hz bins at 44.1 kHz), summed over channels, up to ``MAX_HZ``
+(computed on the signal decimated to ~5.5 kHz: :func:`_segment_spectra`):
 
 - for each mains family (50, 60 Hz) the strongest bin within +-0.5 % of k * f0 (k = 1..3)
   in the average spectrum is a candidate; its *prominence* is its power over the median
