@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from ._common import Finding, db
+from ._common import Finding, block_means, db, dot
 
 CUTOFF_HZ = 12.0
 ORDER = 4
@@ -26,6 +26,62 @@ SUBSONIC_FOUND_DB = -30.0
 
 def highpass_sos(sample_rate: int, cutoff_hz: float = CUTOFF_HZ) -> np.ndarray:
     return signal.butter(ORDER, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
+
+
+def _factor(sample_rate: int, T: int) -> int:
+    """Block length D of the low-rate path (rate ~1.4 kHz; 1 for very short signals)."""
+    D = max(1, int(sample_rate // 1400))
+    return 1 if T // D < 64 else D
+
+
+def _low_part(dec: np.ndarray, D: int, sample_rate: int,
+              cutoff_hz: float = CUTOFF_HZ) -> tuple[np.ndarray, float]:
+    """The subsonic part at the low rate, from mean-free block means ``dec`` (channels, M)
+    float64 of D samples: dec minus its zero-phase high-pass. Returns it and the time of
+    the first block mean's centre, in samples."""
+    M = dec.shape[-1]
+    rate = sample_rate / D
+    sos = signal.butter(ORDER, cutoff_hz, btype="highpass", fs=rate, output="sos")
+    pad = int(min(M - 1, 3 * rate / cutoff_hz))
+    low = dec - signal.sosfiltfilt(sos, dec, axis=-1, padtype="odd", padlen=pad)
+    return low, (D - 1) / 2.0
+
+
+def _interpolate(low: np.ndarray, D: int, centre: float, T: int, dtype) -> np.ndarray:
+    """``low`` (channels, M), given at the samples i D + centre, interpolated linearly to
+    every sample 0..T-1 (held constant before the first and after the last), in dtype:
+    what ``np.interp`` gives, vectorized (each run of D samples between two centres is one
+    row of an outer product)."""
+    C, M = low.shape
+    out = np.empty((C, T), dtype=dtype)
+    lo = low.astype(dtype)
+    if D == 1:
+        out[:, :M] = lo
+        out[:, M:] = lo[:, -1:]
+        return out
+    j0 = int(np.ceil(centre))
+    n = (M - 1) * D
+    w = ((np.arange(D) + j0 - centre) / D).astype(dtype)  # in [0, 1)
+    basis = np.stack([1.0 - w, w])  # (2, D): weights of the run's two ends
+    for c in range(C):  # per channel one (M-1, 2) x (2, D) matrix product, written in place
+        np.matmul(np.stack([lo[c, :-1], lo[c, 1:]], axis=1), basis,
+                  out=out[c, j0:j0 + n].reshape(M - 1, D))
+    out[:, :j0] = lo[:, :1]
+    out[:, j0 + n:] = lo[:, -1:]
+    return out
+
+
+def _interpolated_energy(low: np.ndarray, D: int, centre: float, T: int) -> np.ndarray:
+    """Per channel, sum of squares of :func:`_interpolate`'s output, from the low-rate
+    samples alone (exact for the linear interpolation: per run a quadratic in its ends)."""
+    M = low.shape[-1]
+    if D == 1:
+        return (low * low).sum(axis=-1) + (T - M) * low[:, -1] ** 2
+    j0 = int(np.ceil(centre))
+    w = (np.arange(D) + j0 - centre) / D
+    a, dl = low[:, :-1], np.diff(low, axis=-1)
+    body = (D * a * a + 2 * w.sum() * a * dl + (w * w).sum() * dl * dl).sum(axis=-1)
+    return body + j0 * low[:, 0] ** 2 + (T - j0 - (M - 1) * D) * low[:, -1] ** 2
 
 
 def subsonic_part(x: np.ndarray, sample_rate: int, cutoff_hz: float = CUTOFF_HZ) -> np.ndarray:
@@ -38,21 +94,9 @@ def subsonic_part(x: np.ndarray, sample_rate: int, cutoff_hz: float = CUTOFF_HZ)
     by more than 33 dB and only adds to the sub-30 Hz part; above 30 Hz the result is the
     high-pass's response (verified against the full-rate ``sosfiltfilt`` in the tests).
     """
-    T = x.shape[-1]
-    D = max(1, int(sample_rate // 1400))
-    M = T // D
-    if M < 64:
-        D, M = 1, T
-    dec = x[..., :M * D].reshape(x.shape[:-1] + (M, D)).mean(axis=-1, dtype=np.float64)
-    times = np.arange(M) * D + (D - 1) / 2.0
-    rate = sample_rate / D
-    sos = signal.butter(ORDER, cutoff_hz, btype="highpass", fs=rate, output="sos")
-    pad = int(min(M - 1, 3 * rate / cutoff_hz))
-    low = dec - signal.sosfiltfilt(sos, dec, axis=-1, padtype="odd", padlen=pad)
-    if D == 1:
-        return low.astype(x.dtype)
-    grid = np.arange(T, dtype=np.float64)
-    return np.stack([np.interp(grid, times, ch) for ch in low]).astype(x.dtype)
+    D = _factor(sample_rate, x.shape[-1])
+    low, centre = _low_part(block_means(x, D), D, sample_rate, cutoff_hz)
+    return _interpolate(low, D, centre, x.shape[-1], x.dtype)
 
 
 def zero_phase_highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float = CUTOFF_HZ) -> np.ndarray:
@@ -61,17 +105,30 @@ def zero_phase_highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float = CUTO
 
 
 def remove_dc(x: np.ndarray, sample_rate: int, apply: bool = True) -> tuple[np.ndarray, Finding]:
-    """Measure DC and subsonic energy of x (channels, samples) float64; remove them if apply."""
-    mean = x.mean(axis=-1)
-    centred = x - mean[:, None]
-    removed = subsonic_part(centred, sample_rate)
-    y = centred - removed
-    energy = np.maximum((x * x).sum(axis=-1), 1e-30)
-    sub_db = np.array([db(e / t) for e, t in zip((removed * removed).sum(axis=-1), energy)])
+    """Measure DC and subsonic energy of x (channels, samples) float64; remove them if apply.
+
+    One pass of block means gives the channel means (to float64 precision: the block means
+    are exact to ~1e-7 and their sum is taken in float64) and the low-rate subsonic part;
+    the output is x minus (mean + that part, interpolated), one full-rate subtraction. The
+    subsonic energy is computed from the low-rate samples (exact for the interpolation)."""
+    T = x.shape[-1]
+    D = _factor(sample_rate, T)
+    dec = block_means(x, D)
+    tail = x[:, dec.shape[-1] * D:]
+    mean = (dec.sum(axis=-1) * D + tail.sum(axis=-1, dtype=np.float64)) / T
+    low, centre = _low_part(dec - mean[:, None], D, sample_rate)
+    sub_e = _interpolated_energy(low, D, centre, T)
+    energy = np.maximum([dot(ch, ch) for ch in x], 1e-30)
+    sub_db = np.array([db(e / t) for e, t in zip(sub_e, energy)])
     dc_max = float(np.abs(mean).max())
     found = bool(dc_max > DC_FOUND or sub_db.max() > SUBSONIC_FOUND_DB)
-    out = y if apply else x
-    after_dc = float(np.abs(out.mean(axis=-1)).max())
+    if apply:
+        out = _interpolate(low + mean[:, None], D, centre, T, x.dtype)
+        np.subtract(x, out, out=out)
+        after_dc = float(np.abs(out.mean(axis=-1)).max())
+    else:
+        out = x
+        after_dc = dc_max
     measured = {"dc_per_channel": [float(m) for m in mean], "dc_max": dc_max,
                 "subsonic_energy_db": [float(s) for s in sub_db],
                 "dc_threshold": DC_FOUND, "subsonic_threshold_db": SUBSONIC_FOUND_DB}

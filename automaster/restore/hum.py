@@ -2,7 +2,8 @@
 zero-phase notches placed on each harmonic's own measured frequency.
 
 Detection works on the power spectra of consecutive Hann-windowed segments of
-``SEGMENT_S`` (~1.5 s, 0.67 Hz bins at 44.1 kHz), summed over channels:
+``SEGMENT_S`` (~1.5 s, 0.67 Hz bins at 44.1 kHz), summed over channels, up to ``MAX_HZ``
+(computed on the signal decimated to ~5.5 kHz: :func:`_segment_spectra`):
 
 - for each mains family (50, 60 Hz) the strongest bin within +-0.5 % of k * f0 (k = 1..3)
   in the average spectrum is a candidate; its *prominence* is its power over the median
@@ -36,7 +37,9 @@ import math
 import numpy as np
 from scipy import signal
 
-from ._common import Finding, db
+from scipy import fft as sfft
+
+from ._common import Finding, db, decimate, decimator
 
 SEGMENT_S = 1.486  # 65536 samples at 44.1 kHz
 MAX_HARMONICS = 16
@@ -49,26 +52,41 @@ MAX_BANDWIDTH_HZ = 3.0
 MAX_SPREAD_HZ = 0.25
 SEEN_PROMINENCE_DB = 3.0
 SEEN_STABILITY = 0.5
-MAX_HZ = 2000.0
+MAX_HZ = 1100.0  # top of the analysed spectra: above the highest harmonic searched
+# (MAX_HARMONICS x 60 Hz x (1 + TOLERANCE) = 965 Hz) and its 20 Hz floor window
 TOLERANCE = 0.005  # +-0.5 % around nominal mains
 FINE_SEGMENT_S = 5.94  # 262144 samples at 44.1 kHz
 
 
 def _segment_spectra(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
-    """Per-segment power spectra summed over channels, (segments, bins) up to MAX_HZ."""
+    """Per-segment power spectra summed over channels, (segments, bins) up to MAX_HZ.
+
+    Computed on the signal decimated by D (a power of two, rate >= 4 x MAX_HZ: 5.5 kHz at
+    44.1 kHz) through a Kaiser FIR flat to 1e-3 dB up to MAX_HZ and about 89 dB down where
+    it would alias into it (:func:`~._common.decimator`): segments of n / D samples span
+    the same time and give the same bins as n at the full rate, for 1/D of the FFT work
+    (a signal shorter than 64 D samples is analysed at the full rate).
+    Scaled by D^2, the same magnitudes as the full-rate spectra."""
     n = 1 << int(round(math.log2(SEGMENT_S * sample_rate)))
     T = x.shape[-1]
     if T < n:
         n = 1 << int(math.floor(math.log2(max(T, 256))))
     count = T // n
-    w = np.hanning(n).astype(np.float32)
+    factor, h = decimator(sample_rate, MAX_HZ)
+    if n // factor < 64:  # a very short signal: full rate
+        factor = 1
+    xd = np.asarray(x, dtype=np.float32)
+    if factor > 1:
+        xd = decimate(xd, factor, h)
+    m = n // factor
+    w = np.hanning(m).astype(np.float32)
     top = int(MAX_HZ * n / sample_rate) + 2
     P = np.zeros((count, top))
     for c in range(x.shape[0]):
-        seg = x[c, :count * n].reshape(count, n).astype(np.float32) * w
-        S = np.fft.rfft(seg, axis=-1)[:, :top]
+        seg = xd[c, :count * m].reshape(count, m) * w
+        S = sfft.rfft(seg, axis=-1)[:, :top]
         P += S.real.astype(np.float64) ** 2 + S.imag.astype(np.float64) ** 2
-    return P, sample_rate / n
+    return P * float(factor) ** 2, sample_rate / n
 
 
 def _local_floor(P: np.ndarray, peak: int, bin_hz: float) -> np.ndarray:
@@ -87,6 +105,18 @@ def _interp_peak(logp: np.ndarray, k: int) -> float:
     return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
 
 
+def _interp_peaks(logp: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """:func:`_interp_peak` of row i of logp at bin k[i], for all rows at once."""
+    rows = np.arange(len(k))
+    inner = (k > 0) & (k < logp.shape[-1] - 1)
+    kk = np.clip(k, 1, logp.shape[-1] - 2)
+    a, b, c = logp[rows, kk - 1], logp[rows, kk], logp[rows, kk + 1]
+    den = a - 2 * b + c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.clip(0.5 * (a - c) / den, -0.5, 0.5)
+    return np.where(inner & (den < 0), off, 0.0)
+
+
 def _measure_line(P: np.ndarray, mean: np.ndarray, log_mean: np.ndarray, logP: np.ndarray,
                   lo_hz: float, hi_hz: float, bin_hz: float) -> dict:
     """The strongest bin of the mean spectrum in [lo_hz, hi_hz]: its refined frequency, its
@@ -99,7 +129,7 @@ def _measure_line(P: np.ndarray, mean: np.ndarray, log_mean: np.ndarray, logP: n
     seg_peak = peak - 1 + np.argmax(P[:, peak - 1:peak + 2], axis=1)
     seg_prom = P[np.arange(len(P)), seg_peak] / _local_floor(P, peak, bin_hz)
     ok = seg_prom >= 10 ** (SEGMENT_PROMINENCE_DB / 10)
-    seg_f = np.array([(b + _interp_peak(logP[s], b)) * bin_hz for s, b in enumerate(seg_peak)])
+    seg_f = (seg_peak + _interp_peaks(logP, seg_peak)) * bin_hz
     spread = float(np.std(seg_f[ok])) if ok.sum() >= 2 else bin_hz
     return {"frequency_hz": freq, "prominence_db": prom_db, "stability": float(ok.mean()),
             "spread_hz": spread}

@@ -47,10 +47,11 @@ def _window() -> np.ndarray:
 
 
 def noise_profile(x: np.ndarray, sample_rate: int) -> dict:
-    mid = x.mean(axis=0)
-    n = len(mid) // FRAME
-    frames = mid[:n * FRAME].reshape(n, FRAME)
-    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
+    n = x.shape[-1] // FRAME
+    fr = x[:, :n * FRAME].reshape(x.shape[0], n, FRAME)
+    frames = fr[0] if x.shape[0] == 1 else (fr.sum(axis=0) / x.shape[0])  # the mid signal
+    # per-frame mean square: float32 products summed per frame (2048 terms), then float64
+    rms = np.sqrt(np.einsum("ij,ij->i", frames, frames).astype(np.float64) / FRAME)
     live = np.flatnonzero(rms > 1e-6)
     if live.size < 10:
         return {"profile": None}
