@@ -446,10 +446,13 @@ def multiband_pass(x: Tensor, lp_low: Tensor, lp_high: Tensor, threshold_db: Ten
         k = threshold_db.shape[1]
         bands = torch.empty(b, k, c, n, dtype=x.dtype)
         _cpu().crossover_forward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands))
-        gain_db = torch.empty(b, k, n, dtype=x.dtype)
-        gain_lin = torch.empty_like(gain_db)
-        _cpu().band_gain_forward(_np(bands), _np(_f64(threshold_db)), _np(_f64(slope)), float(knee_db), float(a_rms),
-                                 _np(_f64(a_rel)), _np(_f64(a_att)), float(power_floor), _np(gain_db), _np(gain_lin))
+        level = torch.empty(b, k, n, dtype=x.dtype)
+        _cpu().band_power_forward(_np(bands), float(a_rms), _np(level))
+        level.clamp_min_(0.0).add_(power_floor).log10_().mul_(10.0)  # vectorized; in place
+        gain_db = torch.empty_like(level)
+        _cpu().band_gain_forward(_np(level), _np(_f64(threshold_db)), _np(_f64(slope)), float(knee_db),
+                                 _np(_f64(a_rel)), _np(_f64(a_att)), _np(gain_db))
+        gain_lin = torch.pow(10.0, torch.div(gain_db, 20.0, out=level), out=level)
         out = torch.empty_like(x)
         _cpu().apply_band_gains_forward(_np(bands), _np(gain_lin), _np(out))
         return out, gain_db
