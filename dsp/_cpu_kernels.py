@@ -482,3 +482,125 @@ def gain_and_kweight_forward(y, gain, coef, step, out, energy):
                     energy[b, c, j] = esum / step
                 j += 1
                 esum = 0.0
+
+
+# ------------------------------------------------------- fused three-band compressor (no adjoint)
+@njit(**_ROW)
+def _zero_phase_row(src, dst, coef):
+    """dst = the biquad ``coef`` (b0, b1, b2, a1, a2) run forward over src, then backward
+    over its own output, in place (no flips). Each pass rounds to dst's dtype, as two
+    calls of the cascade kernel on flipped copies do."""
+    b0 = coef[0]
+    b1 = coef[1]
+    b2 = coef[2]
+    a1 = coef[3]
+    a2 = coef[4]
+    n = src.shape[0]
+    s1 = 0.0
+    s2 = 0.0
+    for t in range(n):
+        v = np.float64(src[t])
+        out = b0 * v + s1
+        s1 = b1 * v - a1 * out + s2
+        s2 = b2 * v - a2 * out
+        dst[t] = out
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(n):
+        t = n - 1 - i
+        v = np.float64(dst[t])
+        out = b0 * v + s1
+        s1 = b1 * v - a1 * out + s2
+        s2 = b2 * v - a2 * out
+        dst[t] = out
+
+
+@njit(**_OPTS)
+def crossover_forward(x, lp_low, lp_high, bands):
+    """Zero-phase three-band split (dsp/crossover.py): x (batch, channels, samples);
+    lp_low, lp_high: (batch, 5) float64 Butterworth low-passes; bands: (batch, 3,
+    channels, samples) receives low = ff(lp_low, x), mid = ff(lp_high, x - low),
+    high = (x - low) - mid."""
+    nb, nc, n = x.shape
+    for job in prange(nb * nc):
+        b = job // nc
+        c = job % nc
+        low = bands[b, 0, c]
+        mid = bands[b, 1, c]
+        high = bands[b, 2, c]
+        _zero_phase_row(x[b, c], low, lp_low[b])
+        for t in range(n):
+            high[t] = x[b, c, t] - low[t]
+        _zero_phase_row(high, mid, lp_high[b])
+        for t in range(n):
+            high[t] = high[t] - mid[t]
+
+
+@njit(**_OPTS)
+def band_power_forward(bands, a_rms, power):
+    """The multiband detector's power (dsp/multiband.py): channel-mean of the squared band,
+    smoothed by a one-pole ``a_rms`` (y[0] = x[0]). bands: (batch, K, channels, samples);
+    power: (batch, K, samples)."""
+    nb, nk, nc, n = bands.shape
+    for job in prange(nb * nk):
+        b = job // nk
+        k = job % nk
+        s = 0.0
+        for t in range(n):
+            p = 0.0
+            for c in range(nc):
+                v = np.float64(bands[b, k, c, t])
+                p += v * v
+            p = p / nc
+            if t == 0:
+                s = p
+            else:
+                s = a_rms * s + (1.0 - a_rms) * p
+            power[b, k, t] = s
+
+
+@njit(**_OPTS)
+def band_gain_forward(level, thr, slope, knee, a_rel, a_att, gain_db):
+    """Soft-knee static curve and branching gain smoother (release while the gain rises)
+    of the multiband gain computer. level: detector level in dB (batch, K, samples);
+    thr, slope (= 1/ratio - 1): (batch, K) float64; knee: dB; a_rel, a_att: (batch,)
+    poles; gain_db: (batch, K, samples)."""
+    nb, nk, n = level.shape
+    half = 0.5 * knee
+    w_safe = max(knee, 1e-6)
+    for job in prange(nb * nk):
+        b = job // nk
+        k = job % nk
+        t_db = thr[b, k]
+        sl = slope[b, k]
+        ar = a_rel[b]
+        aa = a_att[b]
+        gs = 0.0
+        for t in range(n):
+            over = np.float64(level[b, k, t]) - t_db
+            if 2.0 * over > knee:
+                g = sl * over
+            elif 2.0 * over < -knee:
+                g = 0.0
+            else:
+                g = sl * (over + half) ** 2 / (2.0 * w_safe)
+            if t == 0:
+                gs = g
+            else:
+                a = ar if g > gs else aa
+                gs = a * gs + (1.0 - a) * g
+            gain_db[b, k, t] = gs
+
+
+@njit(**_OPTS)
+def apply_band_gains_forward(bands, gain_lin, out):
+    """out[b, c] = sum over bands of bands[b, k, c] * gain_lin[b, k]."""
+    nb, nk, nc, n = bands.shape
+    for job in prange(nb * nc):
+        b = job // nc
+        c = job % nc
+        for t in range(n):
+            acc = 0.0
+            for k in range(nk):
+                acc += np.float64(bands[b, k, c, t]) * np.float64(gain_lin[b, k, t])
+            out[b, c, t] = acc

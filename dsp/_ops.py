@@ -124,6 +124,7 @@ def _cascade_setup(ctx, inputs, output):
     x, coef, store = inputs
     y, ys = output
     ctx.mark_non_differentiable(ys)
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for ys ((S-1) x the signal) on every backward
     ctx.store = store
     ctx.coef_dtype = coef.dtype
     ctx.save_for_backward(x, coef, y, ys)
@@ -132,6 +133,8 @@ def _cascade_setup(ctx, inputs, output):
 def _cascade_backward(ctx, gy, gys):
     if not ctx.store:
         raise RuntimeError("biquad_cascade ran without store=True; its section outputs are needed for the gradient")
+    if gy is None:
+        return None, None, None
     x, coef, y, ys = ctx.saved_tensors
     dx, dc = _cascade_bwd(x, coef, y, ys, gy)
     return dx, dc.to(ctx.coef_dtype), None
@@ -228,12 +231,15 @@ def _sliding_min_cpu(x: Tensor, window: int, want_idx: bool) -> tuple[Tensor, Te
 def _sliding_min_setup(ctx, inputs, output):
     ctx.want = inputs[2]
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(output[1])
 
 
 def _sliding_min_backward(ctx, gy, gidx):
     if not ctx.want:
         raise RuntimeError("sliding_min ran without want_idx=True; its argmins are needed for the gradient")
+    if gy is None:
+        return None, None, None
     (idx,) = ctx.saved_tensors
     return torch.zeros_like(gy).scatter_add_(1, idx, gy.contiguous()), None, None
 
@@ -345,10 +351,13 @@ def _tp_setup(ctx, inputs, output):
     x, taps, floor = inputs
     ctx.channels = x.shape[1]
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(output[1], taps)
 
 
 def _tp_backward(ctx, genv, gcode):
+    if genv is None:
+        return None, None, None
     code, taps = ctx.saved_tensors
     return _tp_bwd(genv, code, taps, ctx.channels), None, None
 
@@ -417,6 +426,36 @@ def gain_and_loudness_energy(y: Tensor, gain: Tensor, kcoef: Tensor, step: int) 
         _cpu().gain_and_kweight_forward(_np(y.contiguous()), _np(gain.contiguous()), _np(_f64(kcoef)), int(step),
                                         _np(out), energy.numpy())
         return out, energy.sum(dim=1).to(y.dtype)
+
+
+def fused_cpu_ok(x: Tensor) -> bool:
+    """Whether the fused inference-only CPU kernels can take ``x`` (CPU, float32/64, no Triton emulation)."""
+    return _use_cpu_kernel(x) and x.dtype in (torch.float32, torch.float64)
+
+
+def multiband_pass(x: Tensor, lp_low: Tensor, lp_high: Tensor, threshold_db: Tensor, slope: Tensor, knee_db: float,
+                   a_rms: float, a_rel: Tensor, a_att: Tensor, power_floor: float) -> tuple[Tensor, Tensor]:
+    """Fused, inference-only three-band compressor on CPU (see :func:`fused_cpu_ok`):
+    zero-phase split, gain computer and gain application without the intermediate
+    tensors of the differentiable composition. x: (batch, channels, samples);
+    lp_low, lp_high: (batch, 5) low-pass biquads; threshold_db, slope: (batch, 3);
+    a_rel, a_att: (batch,) -> (output like x, gain in dB (batch, 3, samples))."""
+    with torch.no_grad():
+        x = x.contiguous()
+        b, c, n = x.shape
+        k = threshold_db.shape[1]
+        bands = torch.empty(b, k, c, n, dtype=x.dtype)
+        _cpu().crossover_forward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands))
+        level = torch.empty(b, k, n, dtype=x.dtype)
+        _cpu().band_power_forward(_np(bands), float(a_rms), _np(level))
+        level.clamp_min_(0.0).add_(power_floor).log10_().mul_(10.0)  # vectorized; in place
+        gain_db = torch.empty_like(level)
+        _cpu().band_gain_forward(_np(level), _np(_f64(threshold_db)), _np(_f64(slope)), float(knee_db),
+                                 _np(_f64(a_rel)), _np(_f64(a_att)), _np(gain_db))
+        gain_lin = torch.pow(10.0, torch.div(gain_db, 20.0, out=level), out=level)
+        out = torch.empty_like(x)
+        _cpu().apply_band_gains_forward(_np(bands), _np(gain_lin), _np(out))
+        return out, gain_db
 
 
 # ----------------------------------------------------------------- device self-check

@@ -13,7 +13,7 @@ from dsp._ops import smooth_rows
 from dsp.processor import Processor
 from dsp.ranges import ParamRange, ms_to_coef
 
-_POWER_FLOOR = 1e-10  # -100 dB: keeps log and its gradient finite on digital silence
+POWER_FLOOR = 1e-10  # -100 dB: keeps log and its gradient finite on digital silence
 
 
 def detector_level_db(x: torch.Tensor, sample_rate: float, detector: str = "rms", rms_window_ms: float = 10.0) -> torch.Tensor:
@@ -30,7 +30,7 @@ def detector_level_db(x: torch.Tensor, sample_rate: float, detector: str = "rms"
         power = smooth_rows(power, a, a)
     else:
         raise ValueError(f"detector must be 'peak' or 'rms', got {detector!r}")
-    return 10.0 * torch.log10(power.clamp_min(0.0) + _POWER_FLOOR)
+    return 10.0 * torch.log10(power.clamp_min(0.0) + POWER_FLOOR)
 
 
 def static_gain_db(level_db: torch.Tensor, threshold_db: torch.Tensor, ratio: torch.Tensor, knee_db: torch.Tensor) -> torch.Tensor:

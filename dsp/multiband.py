@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from dsp.compressor import detector_level_db, smooth_gain_db, static_gain_db
-from dsp.crossover import split_bands
+from dsp._ops import fused_cpu_ok, multiband_pass
+from dsp.biquad import lowpass_coefficients
+from dsp.compressor import POWER_FLOOR, detector_level_db, smooth_gain_db, static_gain_db
+from dsp.crossover import BUTTERWORTH_Q, split_bands
 from dsp.level import as_reference
 from dsp.processor import Processor
-from dsp.ranges import ParamRange
+from dsp.ranges import ParamRange, ms_to_coef
 
 BANDS = ("low", "mid", "high")
 KNEE_DB = 6.0
@@ -48,11 +50,32 @@ def multiband_compress(x: torch.Tensor, values: dict[str, torch.Tensor], sample_
     """Compress x (batch, channels, samples) with physical ``values`` ({name: (batch,)},
     names as in :class:`MultibandCompressor`) -> (output, gain in dB (batch, 3, samples))."""
     ref = as_reference(reference_lufs, x, sample_rate)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(v.requires_grad for v in values.values()))
+    if not needs_grad and fused_cpu_ok(x):
+        return _multiband_fused(x, values, sample_rate, ref)
     bands = split_bands(x, values["crossover_low_hz"], values["crossover_high_hz"], sample_rate)
     thr = torch.stack([values[f"{k}.threshold_db"] for k in BANDS], dim=1).to(x.dtype)
     ratio = torch.stack([values[f"{k}.ratio"] for k in BANDS], dim=1).to(x.dtype)
     g = band_gain_db(bands, ref, thr, ratio, values["attack_ms"], values["release_ms"], sample_rate)
     return apply_band_gains(bands, g), g
+
+
+def _multiband_fused(x: torch.Tensor, values: dict[str, torch.Tensor], sample_rate: float,
+                     ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference on CPU: the same split, gain computer and gain application in three
+    compiled passes (dsp._ops.multiband_pass), equal to the composition above to float
+    rounding; the settings are turned into thresholds, slopes and poles exactly as there."""
+    q = torch.full_like(values["crossover_low_hz"], BUTTERWORTH_Q, dtype=torch.float64)
+    lp_low = lowpass_coefficients(values["crossover_low_hz"], q, sample_rate)
+    lp_high = lowpass_coefficients(values["crossover_high_hz"], q, sample_rate)
+    thr = torch.stack([values[f"{k}.threshold_db"] for k in BANDS], dim=1).to(x.dtype)
+    ratio = torch.stack([values[f"{k}.ratio"] for k in BANDS], dim=1).to(x.dtype)
+    thr = ref.to(thr.dtype)[:, None] + thr
+    slope = 1.0 / ratio - 1.0
+    a_rms = float(ms_to_coef(torch.tensor(RMS_WINDOW_MS, dtype=torch.float64), sample_rate))
+    a_att = ms_to_coef(values["attack_ms"].to(torch.float64), sample_rate)
+    a_rel = ms_to_coef(values["release_ms"].to(torch.float64), sample_rate)
+    return multiband_pass(x, lp_low, lp_high, thr, slope, KNEE_DB, a_rms, a_rel, a_att, POWER_FLOOR)
 
 
 class MultibandCompressor(Processor):
