@@ -13,7 +13,7 @@ from automaster.restore.clipping import declip
 from automaster.restore.dc import remove_dc, zero_phase_highpass
 from automaster.restore.hum import remove_hum
 from automaster.restore.noise import denoise
-from automaster.restore.polarity import fix_polarity, measure
+from automaster.restore.polarity import fix_polarity
 
 EXAMPLE_PATH = "automaster/examples/example.ogg"
 

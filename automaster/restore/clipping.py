@@ -32,7 +32,6 @@ undershoots inside the runs), in 0.17, 0.46, 1.7 and 7.4 s.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 from ._common import Finding, autocorr, levinson
 

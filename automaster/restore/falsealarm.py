@@ -17,7 +17,6 @@ prints it), e.g.::
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
