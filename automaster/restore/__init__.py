@@ -27,8 +27,7 @@ from .dc import remove_dc
 from .hum import remove_hum
 from .noise import denoise as _denoise
 from .polarity import fix_polarity
-
-FIXES = ("dc", "hum", "clicks", "clipping", "polarity")
+from automaster.restore_options import FIXES, check_denoise, check_mono_bass
 
 __all__ = ["FIXES", "Finding", "Restoration", "parse_restore", "restore"]
 
@@ -68,18 +67,12 @@ def parse_restore(spec: str | None) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def _check_options(denoise: float | None, mono_bass_hz: float | None, sample_rate: int) -> None:
-    if denoise is not None and not (0.0 <= float(denoise) <= 1.0):
-        raise ValueError(f"--denoise must be between 0 and 1, got {denoise}")
-    if mono_bass_hz is not None and not (20.0 <= float(mono_bass_hz) <= min(500.0, sample_rate / 4)):
-        raise ValueError(f"--mono-bass must be between 20 and 500 Hz, got {mono_bass_hz}")
-
-
 def restore(audio: np.ndarray, sample_rate: int, spec: str | None = "auto",
             denoise: float | None = None, mono_bass_hz: float | None = None) -> Restoration:
     """Restore (channels, samples) float audio; returns a Restoration (float32 audio)."""
     fixes = parse_restore(spec)
-    _check_options(denoise, mono_bass_hz, sample_rate)
+    check_denoise(denoise)
+    check_mono_bass(mono_bass_hz, sample_rate)
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim == 1:
         x = x[None]
@@ -87,23 +80,21 @@ def restore(audio: np.ndarray, sample_rate: int, spec: str | None = "auto",
     if fixes is None and denoise is None and mono_bass_hz is None:
         return Restoration(x, [], "off")
     findings: list[Finding] = []
-    stages = [("clipping", declip), ("dc", remove_dc), ("hum", remove_hum), ("clicks", remove_clicks)]
-    for name, fn in stages:
-        if fixes is None:
-            break
+
+    def run(fn, *args, **kwargs):
+        """One stage, timed; its finding is kept."""
         t = time.perf_counter()
-        x, f = fn(x, sample_rate, apply=name in fixes)
+        y, f = fn(*args, **kwargs)
         f.seconds = time.perf_counter() - t
         findings.append(f)
+        return y
+
+    if fixes is not None:
+        for name, fn in (("clipping", declip), ("dc", remove_dc), ("hum", remove_hum), ("clicks", remove_clicks)):
+            x = run(fn, x, sample_rate, apply=name in fixes)
     if x.shape[0] == 2 and (fixes is not None or mono_bass_hz):
-        t = time.perf_counter()
-        x, f = fix_polarity(x, sample_rate, apply=fixes is not None and "polarity" in fixes,
-                            mono_bass_hz=mono_bass_hz)
-        f.seconds = time.perf_counter() - t
-        findings.append(f)
+        x = run(fix_polarity, x, sample_rate, apply=fixes is not None and "polarity" in fixes,
+                mono_bass_hz=mono_bass_hz)
     if fixes is not None or denoise:
-        t = time.perf_counter()
-        x, f = _denoise(x, sample_rate, denoise)
-        f.seconds = time.perf_counter() - t
-        findings.append(f)
+        x = run(_denoise, x, sample_rate, denoise)
     return Restoration(np.ascontiguousarray(x, dtype=np.float32), findings, label)

@@ -129,12 +129,6 @@ def lsar_interpolate(seg: np.ndarray, unknown: np.ndarray, a: np.ndarray) -> np.
     return linalg.solve(M, rhs, assume_a="pos")
 
 
-def frames_view(x: np.ndarray, frame: int) -> np.ndarray:
-    """(…, T) -> (…, T // frame, frame) view of whole frames (the tail is left out)."""
-    n = x.shape[-1] // frame
-    return x[..., :n * frame].reshape(x.shape[:-1] + (n, frame))
-
-
 def dot(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> float:
     """sum(a * b) of two 1-D arrays of the same length, as a float: BLAS dot products over
     chunks of ``chunk`` samples (in the arrays' own dtype, float32 for audio), accumulated in

@@ -247,17 +247,16 @@ def _statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return hot, s2, b2
 
 
-def detect_channel(x: np.ndarray, sample_rate: int, with_peaks: bool = False):
-    """Click events (start, stop) of one channel, stop exclusive; with_peaks: also each
-    event's peak statistic (|d| over its level)."""
+def detect_channel(x: np.ndarray, sample_rate: int) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Click events (start, stop) of one channel, stop exclusive, and each event's peak
+    statistic (|d| over its level)."""
     hot, stat, both = _statistics(np.asarray(x, dtype=np.float32))
     flat = np.flatnonzero(both.reshape(-1) > EXTENT_THRESHOLD)
     idx = hot[flat // BLOCK] * BLOCK + flat % BLOCK  # sample positions, ascending
     inside = idx < len(x)
     idx, flat = idx[inside], flat[inside]
-    empty = ([], np.zeros(0)) if with_peaks else []
     if idx.size == 0:
-        return empty
+        return [], np.zeros(0)
     breaks = np.flatnonzero(np.diff(idx) > EXTENT_GAP)
     first = np.r_[0, breaks + 1]
     starts = idx[first]
@@ -268,7 +267,7 @@ def detect_channel(x: np.ndarray, sample_rate: int, with_peaks: bool = False):
     keep = ((peak > THRESHOLD) & ((stops - starts) <= longest)
             & (starts >= edge) & (stops <= len(x) - edge))
     events = list(zip(starts[keep].tolist(), stops[keep].tolist()))
-    return (events, peak[keep]) if with_peaks else events
+    return events, peak[keep]
 
 
 def merge_channels(events: list[list[tuple[int, int]]], gap: int = EXTENT_GAP) -> list[tuple[int, int]]:
@@ -297,9 +296,9 @@ def detect(x: np.ndarray, sample_rate: int) -> tuple[list[list[tuple[int, int]]]
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=x.shape[0]) as pool:
-            det = list(pool.map(lambda ch: detect_channel(ch, sample_rate, with_peaks=True), x))
+            det = list(pool.map(lambda ch: detect_channel(ch, sample_rate), x))
     else:
-        det = [detect_channel(x[0], sample_rate, with_peaks=True)]
+        det = [detect_channel(x[0], sample_rate)]
     gap = int(ISOLATION_MS * 1e-3 * sample_rate)
     longest = int(BURST_MS * 1e-3 * sample_rate)
     groups = merge_channels([ev for ev, _ in det], gap)
@@ -384,6 +383,4 @@ def remove_clicks(x: np.ndarray, sample_rate: int, apply: bool = True) -> tuple[
              f"no clicks ({count} isolated outlier(s), {len(confident)} strong, below the "
              f"{needed}-event threshold; left alone)")
         action = "none"
-    f = Finding("clicks", found, do, s, measured, change, action)
-    f.events = events  # for tests and tools; not serialized
-    return out, f
+    return out, Finding("clicks", found, do, s, measured, change, action)

@@ -24,10 +24,6 @@ DC_FOUND = 1e-3
 SUBSONIC_FOUND_DB = -30.0
 
 
-def highpass_sos(sample_rate: int, cutoff_hz: float = CUTOFF_HZ) -> np.ndarray:
-    return signal.butter(ORDER, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
-
-
 def _factor(sample_rate: int, T: int) -> int:
     """Block length D of the low-rate path (rate ~1.4 kHz; 1 for very short signals)."""
     D = max(1, int(sample_rate // 1400))
@@ -132,7 +128,7 @@ def remove_dc(x: np.ndarray, sample_rate: int, apply: bool = True) -> tuple[np.n
     measured = {"dc_per_channel": [float(m) for m in mean], "dc_max": dc_max,
                 "subsonic_energy_db": [float(s) for s in sub_db],
                 "dc_threshold": DC_FOUND, "subsonic_threshold_db": SUBSONIC_FOUND_DB}
-    change = {"dc_after": after_dc if apply else dc_max,
+    change = {"dc_after": after_dc,
               "subsonic_removed_db": float(sub_db.max()) if apply else None}
     action = (f"subtracted the mean, zero-phase {ORDER}th-order high-pass at {CUTOFF_HZ:g} Hz"
               if apply else "none")

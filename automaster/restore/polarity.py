@@ -34,11 +34,6 @@ MAX_CROSSOVER_HZ = 400.0
 DIP_MARGIN_DB = 1.0
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    den = np.sqrt(dot(a, a) * dot(b, b))
-    return float(dot(a, b) / den) if den > 0 else 0.0
-
-
 def lowpass(x: np.ndarray, sample_rate: float, cutoff_hz: float) -> np.ndarray:
     """Zero-phase 2nd-order Butterworth low-pass, forward and backward (LR4 magnitude)."""
     sos = signal.butter(2, cutoff_hz, btype="lowpass", fs=sample_rate, output="sos")
