@@ -106,6 +106,22 @@ def write_report(output: str | os.PathLike, report: dict[str, Any],
     return json_path, png_path
 
 
+def restoration_lines(doc: dict | None) -> list[str]:
+    """The text report's lines for ``report["restoration"]``: each problem found, with
+    what was done (or the suggestion). Nothing when restoration was off or skipped (a
+    warning says so) or found nothing."""
+    if not doc:
+        return []
+    lines = []
+    for f in doc.get("findings", []):
+        if f.get("found"):
+            line = f"{f.get('problem')}: {f.get('summary')}"
+            if f.get("suggestion") and not f.get("applied"):
+                line += f" ({f['suggestion']})"
+            lines.append(line)
+    return lines
+
+
 def restoration_words(restoration: dict[str, Any] | None, width: int = 90) -> list[str]:
     """The restoration's findings in words for the PNG (wrapped at ``width`` characters):
     what was found and done, or that nothing was found; [] when restoration was off."""
@@ -124,10 +140,7 @@ def restoration_words(restoration: dict[str, Any] | None, width: int = 90) -> li
     if not found:
         return head + wrap("nothing to repair found")
     lines = head
-    for f in found:
-        text = f"{f.get('problem')}: {f.get('summary')}"
-        if f.get("suggestion") and not f.get("applied"):
-            text += f" ({f['suggestion']})"
+    for text in restoration_lines(restoration):
         lines += wrap(text)
     return lines
 

@@ -20,6 +20,7 @@ import numpy as np
 from automaster.errors import UserError
 from automaster.io import ArraySource, Source, materialize
 from automaster.pipeline.job import Job, Progress
+from automaster.report import restoration_lines  # noqa: F401  (re-exported: the CLI's text lines)
 
 OFF = ("off", "none")
 
@@ -65,8 +66,10 @@ def restore_input(source: Source, job: Job, progress: Progress | None = None) ->
 
     progress = progress or Progress()
     progress.stage("restore", source.frames)
-    # a copy: the stages must never write into the caller's array or a shared buffer
-    data = np.array(materialize(source).data, dtype=np.float32, copy=True)
+    # the stages return new arrays; a copy only guards the caller's own array (a file
+    # source is read into a fresh one)
+    whole = materialize(source)
+    data = np.array(whole.data, dtype=np.float32) if whole is source else whole.data
     result = restore(data, source.sample_rate, mode, denoise=job.denoise,
                      mono_bass_hz=job.mono_bass_hz)
     del data
@@ -84,19 +87,3 @@ def restore_input(source: Source, job: Job, progress: Progress | None = None) ->
         doc["changed"] = False
         return source
     return ArraySource(result.audio, source.sample_rate)
-
-
-def restoration_lines(doc: dict | None) -> list[str]:
-    """The text report's lines for ``report["restoration"]``: each problem found, with
-    what was done (or the suggestion). Nothing when restoration was off or skipped (a
-    warning says so) or found nothing."""
-    if not doc:
-        return []
-    lines = []
-    for f in doc.get("findings", []):
-        if f.get("found"):
-            line = f"{f.get('problem')}: {f.get('summary')}"
-            if f.get("suggestion") and not f.get("applied"):
-                line += f" ({f['suggestion']})"
-            lines.append(line)
-    return lines
