@@ -33,10 +33,16 @@ def zero_phase(x: torch.Tensor, coefs: torch.Tensor) -> torch.Tensor:
     return apply_biquad_cascade(y.flip(-1), coefs).flip(-1)
 
 
+def lr_lowpass_coefficients(cutoff_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """(batch, 5) Butterworth low-pass biquad at cutoff_hz (batch,) that, run forward and
+    backward, is the LR4 low-pass."""
+    q = torch.full_like(cutoff_hz, BUTTERWORTH_Q, dtype=torch.float64)
+    return lowpass_coefficients(cutoff_hz, q, sample_rate)
+
+
 def lr_lowpass(x: torch.Tensor, cutoff_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Zero-phase LR4 low-pass of x (batch, channels, samples) at cutoff_hz (batch,)."""
-    q = torch.full_like(cutoff_hz, BUTTERWORTH_Q, dtype=torch.float64)
-    return zero_phase(x, lowpass_coefficients(cutoff_hz, q, sample_rate)[:, None])
+    return zero_phase(x, lr_lowpass_coefficients(cutoff_hz, sample_rate)[:, None])
 
 
 def lr_highpass(x: torch.Tensor, cutoff_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 
 from dsp._ops import fused_cpu_ok, multiband_pass
-from dsp.biquad import lowpass_coefficients
 from dsp.compressor import POWER_FLOOR, detector_level_db, smooth_gain_db, static_gain_db
-from dsp.crossover import BUTTERWORTH_Q, split_bands
+from dsp.crossover import lr_lowpass_coefficients, split_bands
 from dsp.level import as_reference
 from dsp.processor import Processor
 from dsp.ranges import ParamRange, ms_to_coef
@@ -51,25 +50,22 @@ def multiband_compress(x: torch.Tensor, values: dict[str, torch.Tensor], sample_
     names as in :class:`MultibandCompressor`) -> (output, gain in dB (batch, 3, samples))."""
     ref = as_reference(reference_lufs, x, sample_rate)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(v.requires_grad for v in values.values()))
-    if not needs_grad and fused_cpu_ok(x):
-        return _multiband_fused(x, values, sample_rate, ref)
-    bands = split_bands(x, values["crossover_low_hz"], values["crossover_high_hz"], sample_rate)
     thr = torch.stack([values[f"{k}.threshold_db"] for k in BANDS], dim=1).to(x.dtype)
     ratio = torch.stack([values[f"{k}.ratio"] for k in BANDS], dim=1).to(x.dtype)
+    if not needs_grad and fused_cpu_ok(x):
+        return _multiband_fused(x, values, sample_rate, ref, thr, ratio)
+    bands = split_bands(x, values["crossover_low_hz"], values["crossover_high_hz"], sample_rate)
     g = band_gain_db(bands, ref, thr, ratio, values["attack_ms"], values["release_ms"], sample_rate)
     return apply_band_gains(bands, g), g
 
 
 def _multiband_fused(x: torch.Tensor, values: dict[str, torch.Tensor], sample_rate: float,
-                     ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                     ref: torch.Tensor, thr: torch.Tensor, ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inference on CPU: the same split, gain computer and gain application in three
     compiled passes (dsp._ops.multiband_pass), equal to the composition above to float
     rounding; the settings are turned into thresholds, slopes and poles exactly as there."""
-    q = torch.full_like(values["crossover_low_hz"], BUTTERWORTH_Q, dtype=torch.float64)
-    lp_low = lowpass_coefficients(values["crossover_low_hz"], q, sample_rate)
-    lp_high = lowpass_coefficients(values["crossover_high_hz"], q, sample_rate)
-    thr = torch.stack([values[f"{k}.threshold_db"] for k in BANDS], dim=1).to(x.dtype)
-    ratio = torch.stack([values[f"{k}.ratio"] for k in BANDS], dim=1).to(x.dtype)
+    lp_low = lr_lowpass_coefficients(values["crossover_low_hz"], sample_rate)
+    lp_high = lr_lowpass_coefficients(values["crossover_high_hz"], sample_rate)
     thr = ref.to(thr.dtype)[:, None] + thr
     slope = 1.0 / ratio - 1.0
     a_rms = float(ms_to_coef(torch.tensor(RMS_WINDOW_MS, dtype=torch.float64), sample_rate))
