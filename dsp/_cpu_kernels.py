@@ -488,31 +488,14 @@ def gain_and_kweight_forward(y, gain, coef, step, out, energy):
 @njit(**_ROW)
 def _zero_phase_row(src, dst, coef):
     """dst = the biquad ``coef`` (b0, b1, b2, a1, a2) run forward over src, then backward
-    over its own output, in place (no flips). Each pass rounds to dst's dtype, as two
-    calls of the cascade kernel on flipped copies do."""
-    b0 = coef[0]
-    b1 = coef[1]
-    b2 = coef[2]
-    a1 = coef[3]
-    a2 = coef[4]
-    n = src.shape[0]
-    s1 = 0.0
-    s2 = 0.0
-    for t in range(n):
-        v = np.float64(src[t])
-        out = b0 * v + s1
-        s1 = b1 * v - a1 * out + s2
-        s2 = b2 * v - a2 * out
-        dst[t] = out
-    s1 = 0.0
-    s2 = 0.0
-    for i in range(n):
-        t = n - 1 - i
-        v = np.float64(dst[t])
-        out = b0 * v + s1
-        s1 = b1 * v - a1 * out + s2
-        s2 = b2 * v - a2 * out
-        dst[t] = out
+    over its own output, in place (a reversed view, no flipped copy): two passes of
+    :func:`_biquad_fwd_row`, each rounding to dst's dtype as two calls of the cascade
+    kernel on flipped copies do. src, dst: contiguous 1-D; coef: (5,)."""
+    c = coef.reshape(1, 5)
+    d = dst.reshape(1, dst.shape[0])
+    _biquad_fwd_row(src.reshape(1, src.shape[0]), c, d, 0)
+    r = d[:, ::-1]
+    _biquad_fwd_row(r, c, r, 0)  # reads x[0, t] before it writes y[0, t]: safe in place
 
 
 @njit(**_OPTS)
