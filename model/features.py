@@ -64,6 +64,14 @@ def mel_to_hz(m: Tensor) -> Tensor:
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
+def mel_band_edges_hz(n_mels: int, f_min: float, f_max: float) -> Tensor:
+    """(n_mels + 2,) float64 band edges of the triangular mel filterbank: band m rises
+    from edge m, peaks at edge m + 1 (its centre) and falls to edge m + 2."""
+    mels = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2,
+                          dtype=torch.float64)
+    return mel_to_hz(mels)
+
+
 def mel_filterbank(
     n_mels: int,
     n_fft: int,
@@ -82,9 +90,7 @@ def mel_filterbank(
     n_bins = n_fft // 2 + 1
     nyquist = sample_rate / 2.0
     freqs = torch.arange(n_bins, dtype=torch.float64) * (sample_rate / n_fft)
-    mels = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2,
-                          dtype=torch.float64)
-    edges = mel_to_hz(mels)
+    edges = mel_band_edges_hz(n_mels, f_min, f_max)
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None, :] - lower) / (centre - lower)
     falling = (upper - freqs[None, :]) / (upper - centre)

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.features import hz_to_mel, mel_to_hz
+from model.features import mel_band_edges_hz
 
 GAIN_SECTIONS = ("low_shelf", "low_mid", "mid", "presence", "high_shelf")
 DEFAULTS = {"strength": 0.0, "clip_db": 12.0, "max_db": 5.0, "ridge": 0.3}
@@ -65,9 +65,7 @@ def check_config(config: dict[str, Any] | None) -> dict[str, float]:
 
 def mel_centres_hz(n_mels: int, f_min: float, f_max: float) -> Tensor:
     """(n_mels,) centre frequencies of the feature extractor's triangular mel bands."""
-    mels = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2,
-                          dtype=torch.float64)
-    return mel_to_hz(mels)[1:-1]
+    return mel_band_edges_hz(n_mels, f_min, f_max)[1:-1]
 
 
 def section_basis_db(freq_hz: Tensor, sample_rate: int) -> Tensor:
