@@ -188,7 +188,7 @@ def restore_track(t: Track, sr: int, opts: AlbumOptions, note) -> np.ndarray:
     src = restore_input(ArraySource(t.audio, sr), job)
     t.restoration = job.restoration
     t.warnings.extend(job.warnings)
-    return src.data if isinstance(src, ArraySource) else t.audio
+    return src.data  # restore_input hands an ArraySource back as an ArraySource
 
 
 def master_album(playlist: Playlist, opts: AlbumOptions,

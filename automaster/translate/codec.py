@@ -255,7 +255,7 @@ def fit_ceiling(render: Callable[[float | None], Any], ceiling_dbtp: float | Non
             path = keep[1]() if keep is not None and codec == keep[0] else None
             checks.append(check_codec(source, codec, path, tmp_dir))
         result.checks, result.limiter_ceiling_dbtp = checks, limiter
-        worst = max((c.true_peak_dbtp for c in checks), default=-math.inf)
+        worst = result.worst_dbtp()
         result.tries.append({"limiter_ceiling_dbtp": None if limiter is None else round(limiter, 3),
                              "decoded_true_peak_dbtp": {c.codec.name: _r(c.true_peak_dbtp)
                                                         for c in checks}})

@@ -12,6 +12,7 @@ The report's ``after`` is then the decoded file's measurement for a lossy output
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -59,7 +60,7 @@ def master_to_file(source, job, output: str | os.PathLike, bit_depth: str | None
     """
     from automaster.io import (AudioWriter, discard_temp_file, new_temp_file, output_format,
                                release_temp_file)
-    from automaster.pipeline import FloatStore, Job, master_source, restore_input
+    from automaster.pipeline import FloatStore, master_source, restore_input
 
     # restored once (the renders below all master the restored signal, restoration off)
     source = restore_input(source, job, progress)
@@ -87,13 +88,11 @@ def master_to_file(source, job, output: str | os.PathLike, bit_depth: str | None
         if first is None:
             j = job
         else:  # the same settings, a lower limiter ceiling, the same loudness target
-            j = Job(target_lufs=first.report.get("target_lufs"), ceiling_dbtp=limiter_ceiling,
-                    intensity=1.0, settings=dict(first.settings), settings_path=None,
-                    reference=None, model=None, device=job.device, detail=job.detail,
-                    name=job.name, block_frames=job.block_frames,
-                    lead_seconds=job.lead_seconds, memory_bytes=job.memory_bytes,
-                    tmp_dir=job.tmp_dir, notify=job.notify, threads=job.threads,
-                    restore="off", restoration=job.restoration)
+            # every other field as the caller's job (restoration already done: it is reused)
+            j = dataclasses.replace(job, target_lufs=first.report.get("target_lufs"),
+                                    ceiling_dbtp=limiter_ceiling, intensity=1.0,
+                                    settings=dict(first.settings), settings_path=None,
+                                    reference=None, model=None, restore="off", warnings=[])
         rewind()
         result = master_source(source, j, write, progress, rewind=rewind)
         if pos[0] != frames:

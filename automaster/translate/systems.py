@@ -83,11 +83,10 @@ class System:
         sos = np.concatenate(parts) if parts else np.array([[1.0, 0, 0, 1.0, 0, 0]])
         # 0 dB at 1 kHz
         sos = sos.copy()
-        sos[0, :3] /= 10.0 ** (self.gain_db(np.array([1000.0]), sample_rate, sos, raw=True)[0] / 20.0)
+        sos[0, :3] /= 10.0 ** (self.gain_db(np.array([1000.0]), sample_rate, sos)[0] / 20.0)
         return sos
 
-    def gain_db(self, freqs_hz: np.ndarray, sample_rate: int, sos: np.ndarray | None = None,
-                raw: bool = False) -> np.ndarray:
+    def gain_db(self, freqs_hz: np.ndarray, sample_rate: int, sos: np.ndarray | None = None) -> np.ndarray:
         """|H(f)| in dB at ``freqs_hz`` (0 dB at 1 kHz)."""
         from scipy.signal import sosfreqz
 
