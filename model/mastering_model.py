@@ -63,7 +63,8 @@ class MasteringModel(nn.Module):
                 raise ValueError("the tonal path needs param_names")
             self.network.set_tonal_map(
                 tonal_mod.tonal_matrix(self.features.config(), self.param_names, self.chain_sample_rate, self.tonal),
-                *tonal_mod.tonal_limits(self.tonal))
+                *tonal_mod.tonal_limits(self.tonal),
+                target=tonal_mod.tonal_target(self.features.config(), self.tonal))
 
     @property
     def config(self) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class ParameterNetwork(nn.Module):
         self.register_buffer("feature_std", torch.ones(self.feature_dim))
         # fixed tonal-balance path (model/tonal.py), rebuilt from the model config, not saved
         self.register_buffer("tonal_map", torch.zeros(self.num_params, 0), persistent=False)
+        self.register_buffer("tonal_target", torch.zeros(0), persistent=False)
         self.tonal_clip = 0.0
         self.tonal_cap = 0.0
         self.linears = nn.ModuleList()
@@ -142,18 +143,25 @@ class ParameterNetwork(nn.Module):
         self.out.weight.mul_(float(weight_scale))
 
     @torch.no_grad()
-    def set_tonal_map(self, tonal_map: Tensor, clip: float, cap: float) -> None:
+    def set_tonal_map(self, tonal_map: Tensor, clip: float, cap: float, target: Tensor | None = None) -> None:
         """Install the fixed tonal-balance path: tonal_map (num_params, k) acts on the first k
-        features' deviation from ``feature_mean`` (clipped to +-clip); each resulting move is
-        capped at +-cap and added to the sigmoid output. An all-zero map disables it."""
+        features' deviation from ``target`` (k,) (default ``feature_mean``), limited as
+        :meth:`tonal_offset` says; each resulting move is capped at +-cap and added to the
+        sigmoid output. An all-zero map disables it."""
         tonal_map = torch.as_tensor(tonal_map)
         if tonal_map.dim() != 2 or tonal_map.shape[0] != self.num_params or tonal_map.shape[1] > self.feature_dim:
             raise ValueError(f"tonal_map must be ({self.num_params}, k <= {self.feature_dim}), "
                              f"got {tuple(tonal_map.shape)}")
         if not torch.isfinite(tonal_map).all() or not (clip > 0 and cap > 0):
             raise ValueError("tonal_map must be finite, clip and cap > 0")
+        if target is not None:
+            target = torch.as_tensor(target)
+            if target.shape != (tonal_map.shape[1],) or not torch.isfinite(target).all():
+                raise ValueError(f"tonal target must be ({tonal_map.shape[1]},) and finite, got {tuple(target.shape)}")
         if not tonal_map.any():
-            tonal_map = tonal_map[:, :0]
+            tonal_map, target = tonal_map[:, :0], None
+        self.tonal_target = (torch.zeros(0) if target is None else target).to(
+            device=self.feature_mean.device, dtype=self.feature_mean.dtype)
         self.tonal_map = tonal_map.to(device=self.feature_mean.device, dtype=self.feature_mean.dtype)
         self.tonal_clip = float(clip)
         self.tonal_cap = float(cap)
@@ -163,7 +171,13 @@ class ParameterNetwork(nn.Module):
         k = self.tonal_map.shape[1]
         if k == 0:
             return None
-        dev = (features[:, :k] - self.feature_mean[:k]).clamp(-self.tonal_clip, self.tonal_clip)
+        target = self.tonal_target if self.tonal_target.numel() else self.feature_mean[:k]
+        dev = features[:, :k] - target.to(features.dtype)
+        # above the target: cut, limited to clip. Below it: boost, limited to clip, and
+        # folded back to no boost at 2 x clip below: a band the mix leaves (almost) empty
+        # on purpose (no sub-bass in a chiptune, a low-passed lossy top) is not filled up
+        clip = self.tonal_clip
+        dev = torch.where(dev < -clip, (-2.0 * clip - dev).clamp(max=0.0), dev).clamp(max=clip)
         return (dev @ self.tonal_map.to(features.dtype).T).clamp(-self.tonal_cap, self.tonal_cap)
 
     def _check_cond(self, cond: Tensor | None, features: Tensor) -> Tensor | None:

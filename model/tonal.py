@@ -41,26 +41,51 @@ from model.features import mel_band_edges_hz
 
 GAIN_SECTIONS = ("low_shelf", "low_mid", "mid", "presence", "high_shelf")
 DEFAULTS = {"strength": 0.0, "clip_db": 12.0, "max_db": 5.0, "ridge": 0.3}
+TARGET_KEY = "target_db"   # optional (n_mels,) target tonal balance; default: feature_mean
 MID_HZ = (300.0, 3000.0)   # the tonal balance is measured relative to this band
 
 
-def check_config(config: dict[str, Any] | None) -> dict[str, float]:
-    """Validated tonal config with defaults filled in; raises ValueError on bad values."""
+def check_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """Validated tonal config with defaults filled in; raises ValueError on bad values.
+    ``target_db`` (optional): the target balance, one finite dB value per mel band (the
+    features' mean log-mel level, relative to the track's mean band level)."""
     if config is None:
         return dict(DEFAULTS)
     if not isinstance(config, dict):
         raise ValueError(f"tonal config must be a dict, got {type(config).__name__}")
-    unknown = set(config) - set(DEFAULTS)
+    unknown = set(config) - set(DEFAULTS) - {TARGET_KEY}
     if unknown:
         raise ValueError(f"unknown tonal config keys: {sorted(unknown)}")
-    out = {k: float(config.get(k, v)) for k, v in DEFAULTS.items()}
-    if not all(math.isfinite(v) for v in out.values()):
-        raise ValueError(f"tonal config values must be finite, got {out}")
+    try:
+        out: dict[str, Any] = {k: float(config.get(k, v)) for k, v in DEFAULTS.items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"tonal config values must be numbers: {e}") from None
+    target = config.get(TARGET_KEY)
+    if target is not None:
+        if (not isinstance(target, (list, tuple)) or not 0 < len(target) <= 1024
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           and abs(v) <= 200.0 for v in target)):
+            raise ValueError("tonal target_db must be a list of at most 1024 finite dB values")
+        out[TARGET_KEY] = [float(v) for v in target]
+    if not all(math.isfinite(out[k]) for k in DEFAULTS):
+        raise ValueError(f"tonal config values must be finite, got { {k: out[k] for k in DEFAULTS} }")
     if not 0.0 <= out["strength"] <= 1.0:
         raise ValueError(f"tonal strength must be in [0, 1], got {out['strength']}")
     if out["clip_db"] <= 0 or out["max_db"] <= 0 or out["ridge"] < 0:
-        raise ValueError(f"tonal clip_db and max_db must be > 0 and ridge >= 0, got {out}")
+        raise ValueError(f"tonal clip_db and max_db must be > 0 and ridge >= 0, got { {k: out[k] for k in DEFAULTS} }")
     return out
+
+
+def tonal_target(features_config: dict[str, Any], config: dict[str, Any] | None) -> Tensor | None:
+    """(n_mels,) target in feature units (dB / 20), or None for the network's feature_mean."""
+    cfg = check_config(config)
+    target = cfg.get(TARGET_KEY)
+    if target is None:
+        return None
+    if len(target) != int(features_config["n_mels"]):
+        raise ValueError(f"tonal target_db has {len(target)} values, the features have "
+                         f"{int(features_config['n_mels'])} mel bands")
+    return torch.tensor(target, dtype=torch.float64) / 20.0
 
 
 def mel_centres_hz(n_mels: int, f_min: float, f_max: float) -> Tensor:

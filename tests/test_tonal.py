@@ -90,10 +90,20 @@ def test_network_path_has_the_right_sign_size_and_limits():
             f[0, :64] = torch.from_numpy(_rbj_shelf_db("low", 80.0, gain_db, centres) / 20.0).float()
             move_db = float(model.network(f)[0, i] - p0) * 12.0
             assert expect * move_db > 0.8 * 3.0 * 0.8 * 0.8, move_db   # most of strength x error
-            huge = base.clone()
-            huge[0, :64] = torch.from_numpy(_rbj_shelf_db("low", 80.0, 30.0 * np.sign(gain_db), centres) / 20.0).float()
-            capped_db = float(model.network(huge)[0, i] - p0) * 12.0
-            assert abs(capped_db) <= 4.0 + 1e-4 and expect * capped_db > 3.0
+            if expect < 0:   # far too much bass: the cut is capped, not dropped
+                huge = base.clone()
+                huge[0, :64] = torch.from_numpy(_rbj_shelf_db("low", 80.0, 30.0, centres) / 20.0).float()
+                capped_db = float(model.network(huge)[0, i] - p0) * 12.0
+                assert -4.0 - 1e-4 <= capped_db < -3.0
+        # a bass the mix leaves empty (40 dB down) is not filled up: the boost folds back
+        # towards none, less than for a 3 dB dip
+        empty = base.clone()
+        empty[0, :64] = torch.from_numpy(_rbj_shelf_db("low", 80.0, -40.0, centres) / 20.0).float()
+        dip = base.clone()
+        dip[0, :64] = torch.from_numpy(_rbj_shelf_db("low", 80.0, -3.0, centres) / 20.0).float()
+        empty_db = float(model.network(empty)[0, i] - p0) * 12.0
+        dip_db = float(model.network(dip)[0, i] - p0) * 12.0
+        assert empty_db < 0.5 * dip_db, (empty_db, dip_db)
         # no deviation: no move at all, and frequencies, Qs and dynamics never move
         assert torch.equal(model.network(base), plain.network(base))
         f = base.clone()
@@ -113,8 +123,35 @@ def test_tonal_config_round_trips_through_a_checkpoint(tmp_path):
     assert torch.equal(loaded.predict(x, SR), model.predict(x, SR))
 
 
+def test_target_sets_the_balance_that_gets_no_move():
+    """With target_db, a mix whose balance equals the target gets no EQ move, and one with
+    more bass than the target gets a low-shelf cut, whatever feature_mean says."""
+    torch.manual_seed(3)
+    net = {"hidden": [16], "cond_dim": 0, "n_levels": 2}
+    centres = mel_centres_hz(64, 30.0, 16000.0).numpy()
+    target_db = _rbj_shelf_db("low", 80.0, 6.0, centres) - 3.0 * np.log2(centres / 1000.0)
+    model = MasteringModel(SR, network=net, tonal={"strength": 0.8, "target_db": target_db.tolist()}).eval()
+    plain = MasteringModel(SR, network=net).eval()
+    plain.load_state_dict(model.state_dict())
+    model.network.set_feature_stats(torch.randn(model.feature_dim), torch.rand(model.feature_dim) + 0.5)
+    plain.network.set_feature_stats(model.network.feature_mean, model.network.feature_std)
+    i = model.param_names.index("eq.low_shelf.gain_db")
+    on_target = torch.zeros(1, model.feature_dim)
+    on_target[0, :64] = torch.from_numpy(target_db / 20.0).float()
+    more_bass = on_target.clone()
+    more_bass[0, :64] += torch.from_numpy(_rbj_shelf_db("low", 80.0, 4.0, centres) / 20.0).float()
+    with torch.no_grad():
+        assert torch.allclose(model.network(on_target), plain.network(on_target), atol=1e-6)
+        cut_db = float(model.network(more_bass)[0, i] - plain.network(more_bass)[0, i]) * 12.0
+    assert cut_db < -0.6 * 0.8 * 4.0, cut_db   # most of strength x error
+    with pytest.raises(ValueError, match="target_db has 3 values"):
+        MasteringModel(SR, network=net, tonal={"strength": 0.5, "target_db": [0.0, 1.0, 2.0]})
+
+
 @pytest.mark.parametrize("bad", [{"strength": 1.5}, {"strength": float("nan")}, {"max_db": 0},
-                                 {"colour": 1}, "loud"])
+                                 {"colour": 1}, "loud", {"strength": "x"}, {"target_db": "flat"},
+                                 {"target_db": [0.0, float("inf")]}, {"target_db": [True]},
+                                 {"target_db": []}])
 def test_bad_tonal_config_is_refused(bad):
     with pytest.raises(ValueError, match="tonal"):
         check_config(bad)
