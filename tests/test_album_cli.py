@@ -225,3 +225,38 @@ def test_failure_leaves_nothing(tracks, tmp_path, capsys, monkeypatch, where, ex
     else:
         assert code == 130 and "interrupted" in err and "Traceback" not in err
     assert set(os.listdir(tmp_path)) == before  # no DIR, no temporary folder
+
+
+def test_png_restoration_panel(album_run, tmp_path):
+    """The album PNG lists what restoration found per track: nothing on the clean synthetic
+    tracks, a hum line for a track whose findings say so, and no panel when it was off."""
+    import struct
+
+    from automaster.album.report import draw_album, restoration_panel
+
+    doc = json.loads((album_run / "album.json").read_text())
+    assert all(t["restoration"]["mode"] == "auto" for t in doc["tracks"])
+    for t in doc["tracks"]:   # what this run found (the synthetic mixes carry subsonic energy)
+        for f in t["restoration"]["findings"]:
+            line = f"{t['number']}. {t['title']}: {f['problem']}: {f['summary']}"
+            assert (line in restoration_panel(doc)) == bool(f["found"])
+    doc["tracks"][0]["restoration"] = {"mode": "auto", "findings": [
+        {"problem": "dc", "found": False, "applied": True, "summary": "no DC offset"}]}
+    hum = {"mode": "auto", "findings": [
+        {"problem": "hum", "found": True, "applied": True, "summary": "50 Hz hum, -41 dBFS; notched"},
+        {"problem": "clicks", "found": False, "applied": False, "summary": "no clicks"}]}
+    doc["tracks"][1]["restoration"] = hum
+    doc["tracks"][2]["restoration"] = {"mode": "off", "findings": []}
+    assert restoration_panel(doc) == ["2. Song: hum: 50 Hz hum, -41 dBFS; notched",
+                                      "nothing to repair in track 1", "restoration off for 1 track"]
+
+    def png_height(path):
+        with open(path, "rb") as f:
+            return struct.unpack(">II", f.read(24)[16:24])[1]
+
+    draw_album(doc, str(tmp_path / "with.png"))
+    for t in doc["tracks"]:
+        t["restoration"] = {"mode": "off", "findings": []}
+    assert restoration_panel(doc) == []
+    draw_album(doc, str(tmp_path / "without.png"))
+    assert png_height(tmp_path / "with.png") > png_height(tmp_path / "without.png")

@@ -100,15 +100,58 @@ def album_document(res: Any, files: list[str], audio_name: str) -> dict[str, Any
     return _clean(doc)
 
 
+def restoration_panel(doc: dict[str, Any], max_lines: int = 12) -> list[str]:
+    """The PNG's restoration panel: per track, what restoration found and did (the
+    single-track report's lines, :func:`automaster.report.restoration_lines`), or that it
+    found nothing / was off / was skipped. At most ``max_lines`` lines (the rest counted);
+    [] when restoration was off for every track."""
+    from automaster.report import restoration_lines
+
+    lines, quiet, off = [], [], 0
+    for tr in doc["tracks"]:
+        r = tr.get("restoration")
+        if not r or r.get("mode") == "off":
+            off += 1
+            continue
+        label = f"{tr['number']}. {tr['title']}"
+        if r.get("skipped"):
+            lines.append(f"{label}: skipped ({r['skipped']})")
+            continue
+        found = restoration_lines(r)
+        if found:
+            lines.extend(f"{label}: {line}" for line in found)
+        else:
+            quiet.append(str(tr["number"]))
+    if off == len(doc["tracks"]):
+        return []
+    if len(lines) > max_lines:
+        lines = lines[: max_lines - 1] + [f"... and {len(lines) - max_lines + 1} more (album.json)"]
+    if quiet:
+        lines.append(f"nothing to repair in track{'s' if len(quiet) > 1 else ''} {', '.join(quiet)}")
+    if off:
+        lines.append(f"restoration off for {off} track{'s' if off > 1 else ''}")
+    return lines
+
+
 def draw_album(doc: dict[str, Any], path: str) -> None:
-    """The PNG: loudness over time with track boundaries; loudness per track."""
+    """The PNG: loudness over time with track boundaries; loudness per track; what
+    restoration found and did per track (when it ran)."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 8), dpi=90)
+    panel = restoration_panel(doc)
+    rows = 0.35 + 0.17 * len(panel) if panel else 0.0   # inches for the text panel
+    fig = Figure(figsize=(13, 8 + rows), dpi=90)
     FigureCanvasAgg(fig)
-    ax, bx = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 2]})
+    if panel:
+        ax, bx, cx = fig.subplots(3, 1, gridspec_kw={"height_ratios": [3 * 8 / 5, 2 * 8 / 5, rows]})
+        cx.axis("off")
+        cx.set_title("restoration (before mastering)", fontsize=9, loc="left")
+        cx.text(0.0, 1.0, "\n".join(panel), fontsize=8, va="top", ha="left", family="monospace",
+                transform=cx.transAxes)
+    else:
+        ax, bx = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 2]})
     a = doc["album"]
     fig.suptitle(f"automaster album: {a.get('title') or a['file']}  ({a['loudness_mode']} "
                  f"loudness, {a.get('integrated_lufs')} LUFS integrated, true peak "
