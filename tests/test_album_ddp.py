@@ -152,8 +152,8 @@ def test_fields_at_spec_offsets(album):
 
 
 def test_pq_descriptor_matches_cue2ddp_reference():
-    """The PQ stream of cue2ddp's reference fileset exp/003-track2-pregap (track 2: INDEX
-    00 at 00:08:00, INDEX 01 at 00:10:00 of a 20 s file), entry by entry."""
+    """The PQ streams of cue2ddp's reference filesets (ddp-reverse-eng exp/003-track2-pregap:
+    track 2's INDEX 00 at 00:08:00, INDEX 01 at 00:10:00 of a 20 s file; exp/005)."""
     def entry(track: str, index: str, time: str) -> bytes:
         return (f"VVVS{track}{index}  {time}01" + " " * 46).encode("ascii")
 
@@ -163,6 +163,39 @@ def test_pq_descriptor_matches_cue2ddp_reference():
                      entry("AA", "01", "002200")])
     layout = CdLayout((CdTrack(0), CdTrack(10 * 75, 8 * 75)), 20 * 75)
     assert pq_descriptor(layout) == want
+    # exp/005-isrc-upc: one 10 s track with an ISRC, a UPC on the lead-in
+    want = (b"VVVS0000  00000001" + b" " * 14 + b"0123456789012" + b" " * 19
+            + b"VVVS0100  00000001  USABC1234567" + b" " * 32
+            + entry("01", "01", "000200") + entry("AA", "01", "001200") * 2)
+    layout = CdLayout((CdTrack(0, None, "USABC1234567"),), 10 * 75, "0123456789012")
+    assert pq_descriptor(layout) == want
+
+
+def test_reader_reads_cue2ddp_fileset(tmp_path):
+    """cue2ddp's fileset of ddp-reverse-eng exp/014-three-tracks (space-padded numbers,
+    the PQ descriptor named SD, an INDEX 02): DDPMS and SD as recorded there, its DDPID
+    layout (no UPC), and a silent 2250-sector image."""
+    d = tmp_path / "cue2ddp"
+    d.mkdir()
+    (d / "DDPID").write_bytes(b"DDP 2.00" + b" " * 79 + b"CD" + b" " * 39)
+    (d / "DDPMS").write_bytes(
+        (b"VVVMS0" + b" " * 13 + b"640" + b" " * 8 + b"PQ DESCR" + b" " * 33 + b" 17"
+         + b"SD".ljust(17) + b" " * 37)
+        + (b"VVVMD0" + b" " * 12 + b"2250" + b" " * 16 + b"DA71" + b" " * 5 + b"150"
+           + b" " * 21 + b" 17" + b"IMAGE.DAT".ljust(17) + b" " * 37))
+    pq = [("00", "00", "000000"), ("01", "00", "000000"), ("01", "01", "000200"),
+          ("02", "00", "001000"), ("02", "01", "001100"), ("02", "02", "001500"),
+          ("03", "00", "002000"), ("03", "01", "002200"), ("AA", "01", "003000"),
+          ("AA", "01", "003000")]
+    (d / "SD").write_bytes(b"".join(f"VVVS{t}{i}  {a}01".ljust(64).encode() for t, i, a in pq))
+    with open(d / "IMAGE.DAT", "wb") as f:
+        f.truncate(2250 * 2352)
+    img = read_ddp(d)
+    assert img.catalog is None and img.lead_out == 2250 and img.pq_path.name == "SD"
+    assert [t.index for t in img.tracks] == [{0: 0, 1: 150}, {0: 750, 1: 825, 2: 1125},
+                                             {0: 1500, 1: 1650}]
+    assert [img.start_sample(k) for k in (1, 2, 3)] == [0, 675 * 588, 1500 * 588]
+    assert img.program_samples == 2100 * 588
 
 
 def _copy(album, tmp_path) -> Path:
