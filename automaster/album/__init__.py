@@ -11,6 +11,8 @@ One module per step, in the order the audio goes through them:
   true-peak check of cross-fades and cuts;
 - :mod:`~automaster.album.cue`, :mod:`~automaster.album.report`: CUE sheet and report;
 - :mod:`~automaster.album.output`: the files, written to a temporary folder and moved in;
+- :mod:`~automaster.album.ddp`: with ``--ddp``, the DDP 2.00 image for CD replication,
+  read back and verified;
 - :mod:`~automaster.album.cli`: the command.
 """
 

@@ -22,9 +22,11 @@ examples:
   automaster album 01.wav 02.wav 03.flac -o release/
   automaster album --playlist album.txt -o release/ --crossfade 3 --platform apple-music
   automaster album *.wav -o release/ --sequence auto --cohesion 0.5 --loudness album
+  automaster album --playlist album.txt -o release/ --bit-depth 16 --ddp
 
 Outputs in DIR: album.wav, "NN - TITLE.wav" per track (joined, they equal album.wav),
-album.cue, album.json, album.png. Playlist format: see automaster/album/playlist.py.
+album.cue, album.json, album.png; with --ddp the folder DDP/ (a DDP 2.00 image for CD
+replication, read back and verified). Playlist format: see automaster/album/playlist.py.
 """
 
 
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bit-depth", choices=("16", "24", "32f"), help="default 24")
     g.add_argument("--sample-rate", type=int, metavar="HZ",
                    help="album rate (default: the first track's)")
+    g.add_argument("--ddp", action="store_true",
+                   help="also write DIR/DDP/, a DDP 2.00 image for CD replication (44.1 kHz "
+                        "16-bit; at most 99 tracks of at least 4 s, 79:57:74 in all)")
     g.add_argument("--force", action="store_true", help="replace album files already in DIR")
     g.add_argument("-q", "--quiet", action="store_true")
     return p
@@ -135,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         playlist = Playlist([make_track(t, {}, t) for t in args.tracks])
     else:
         raise UserError("no tracks given (see automaster album --help)")
+    if args.ddp and len(playlist.tracks) > 99:
+        raise UserError(f"--ddp: {len(playlist.tracks)} tracks; a CD holds at most 99")
     opts = _options(args)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -142,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError("the output's parent folder is missing or not writable", out)
-    from automaster.album.output import existing_outputs
+    from automaster.album.output import existing_outputs, foreign_ddp
 
+    if args.ddp and foreign_ddp(out):
+        raise OutputError("holds a 'DDP' that is not an album DDP image; move it away", out)
     clash = existing_outputs(out)
     if clash and not args.force:
         raise OutputError(f"already holds album files ({', '.join(clash[:3])}); use --force "
@@ -158,9 +167,8 @@ def run(args: argparse.Namespace) -> int:
     from automaster.album.output import write_album_folder
 
     # every file and (in the given order) every transition checked before the heavy part
-    checked, _, _ = prepare(Playlist(list(playlist.tracks)), opts)
-    if opts.sequence == "keep":
-        transitions_for(checked, opts)
+    checked, sr, channels = prepare(Playlist(list(playlist.tracks)), opts)
+    transitions = transitions_for(checked, opts) if opts.sequence == "keep" else None
 
     def say(message: str, err: bool = False) -> None:
         if err or not args.quiet:
@@ -169,12 +177,30 @@ def run(args: argparse.Namespace) -> int:
     def note(message: str) -> None:
         say(f"automaster: note: {one_line(message)}", err=True)
 
+    if args.ddp:
+        _check_cd(checked, transitions, sr, playlist)
+        from automaster.album.ddp import rendition_note
+        from automaster.io import output_subtype
+
+        line = rendition_note(sr, output_subtype(opts.format.upper(), opts.bit_depth), channels)
+        if line:
+            note(line)
+
     res = master_album(playlist, opts, notify=note,
                        progress=None if args.quiet else (lambda m: say(f"album: {m}")))
+    if args.ddp:  # the exact timeline, before anything is written
+        from automaster.album.ddp import red_book_problem
+        from automaster.album.output import cd_layout
+
+        problem = red_book_problem(cd_layout(res), [t.title for t in res.tracks])
+        if problem:
+            raise UserError(f"--ddp: {problem}")
+        say("album: writing the DDP image and reading it back")
     import time
 
     t0 = time.perf_counter()
-    doc = write_album_folder(res, out, opts.format, opts.bit_depth, force=args.force)
+    doc = write_album_folder(res, out, opts.format, opts.bit_depth, force=args.force,
+                             ddp=args.ddp)
     res.timings["write"] = round(time.perf_counter() - t0, 3)
     if os.environ.get("AUTOMASTER_TIMING"):
         print(f"automaster: timing: album: {res.timings}", file=sys.stderr)
@@ -199,7 +225,34 @@ def run(args: argparse.Namespace) -> int:
         say(f"{out}: album {a['integrated_lufs']} LUFS, {a['true_peak_dbtp']} dBTP, "
             f"{a['duration_s']:.1f} s, track loudness spread {a['input_loudness_spread_lu']} "
             f"-> {a['track_loudness_spread_lu']} LU ({opts.loudness} mode)")
+        if "ddp" in doc:
+            d = doc["ddp"]
+            say(f"{out / d['folder']}: DDP 2.00, {len(d['tracks'])} tracks, lead-out "
+                f"{d['lead_out']}, verified (read back: PQ times, ISRCs, catalog, audio); "
+                f"MD5s in {d['checksum_file']}")
     return 0
+
+
+def _check_cd(tracks, transitions, sr: int, playlist) -> None:
+    """--ddp before the heavy part: the Red Book limits on the timeline that the inputs'
+    lengths give in the given order (the mastered timeline is checked again before
+    writing; with ``--sequence auto`` only then, as the order is not known yet)."""
+    from automaster.album.assemble import Transition, plan_layout
+    from automaster.album.ddp import album_cd_layout, red_book_problem
+
+    if transitions is None:
+        return
+    lengths = [int(round(t.info.frames * sr / t.info.sample_rate)) for t in tracks]
+    try:
+        layout = plan_layout(lengths, sr, transitions + [Transition()],
+                             [(t.fade_in, t.fade_out) for t in tracks])
+    except ValueError:
+        return  # the album reports it with its own message
+    cd = album_cd_layout([p.cut for p in layout.tracks], [p.pregap for p in layout.tracks],
+                         layout.frames, sr, [t.spec.isrc for t in tracks], playlist.catalog)
+    problem = red_book_problem(cd, [t.title for t in tracks])
+    if problem:
+        raise UserError(f"--ddp: {problem}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 moved into place only when complete, so a failure or an interruption leaves nothing.
 
 Fixed names: ``album.wav`` (or .flac/.aiff with ``--format``), ``NN - TITLE.wav`` per
-track, ``album.cue``, ``album.json``, ``album.png``.
+track, ``album.cue``, ``album.json``, ``album.png``, and with ``--ddp`` the folder ``DDP``
+(a DDP 2.00 image for CD replication, :mod:`automaster.album.ddp`, verified by reading
+it back before anything is moved into place).
 
 Bit-exact cuts: the album is quantized once (TPDF dither, seeded, as ``automaster.io``)
 into ``album.wav``; the track files are then cut from that file's samples, so joined
@@ -26,6 +28,7 @@ from automaster.errors import OutputError, one_line
 
 FORMAT_EXT = {"wav": ".wav", "flac": ".flac", "aiff": ".aiff"}
 FIXED = ("album.cue", "album.json", "album.png")
+DDP_FOLDER = "DDP"
 BLOCK = 1 << 20
 
 
@@ -51,6 +54,9 @@ def existing_outputs(folder: Path) -> list[str]:
     out = []
     for p in folder.iterdir():
         n = p.name
+        if n == DDP_FOLDER and is_own_ddp(p):
+            out.append(n)
+            continue
         number, sep, _ = n.partition(" - ")
         if n in own or (sep and number.isdigit() and len(number) >= 2
                         and n.lower().endswith(_OWN_EXT)):
@@ -58,9 +64,32 @@ def existing_outputs(folder: Path) -> list[str]:
     return sorted(out)
 
 
+def is_own_ddp(path: Path) -> bool:
+    """A DDP folder an album run wrote: a folder holding a DDPID file and nothing but files."""
+    return path.is_dir() and not path.is_symlink() and (path / "DDPID").is_file() \
+        and all(p.is_file() for p in path.iterdir())
+
+
+def foreign_ddp(folder: Path) -> bool:
+    """``folder/DDP`` exists but is not an album DDP image (never replaced)."""
+    p = folder / DDP_FOLDER
+    return (p.exists() or p.is_symlink()) and not is_own_ddp(p)
+
+
+def cd_layout(res: Any):
+    """The album's CD layout (:class:`automaster.album.ddp.CdLayout`)."""
+    from automaster.album.ddp import album_cd_layout
+
+    return album_cd_layout([p.cut for p in res.layout.tracks],
+                           [p.pregap for p in res.layout.tracks], res.layout.frames,
+                           res.sample_rate, [t.spec.isrc for t in res.tracks],
+                           res.playlist.catalog)
+
+
 def write_album_folder(res: Any, out_dir: Path, fmt: str = "wav", bit_depth: str | None = None,
-                       force: bool = False) -> dict[str, Any]:
-    """Write every output into ``out_dir`` (created when missing). Returns the report."""
+                       force: bool = False, ddp: bool = False) -> dict[str, Any]:
+    """Write every output into ``out_dir`` (created when missing). Returns the report.
+    With ``ddp``, also the DDP image in ``DDP/``, read back and verified."""
     from automaster.album.report import album_document, draw_album
     from automaster.io import output_subtype
 
@@ -79,6 +108,15 @@ def write_album_folder(res: Any, out_dir: Path, fmt: str = "wav", bit_depth: str
         _write_album_audio(res.album, res.sample_rate, tmp / audio_name, container, subtype)
         files = track_filenames([t.title for t in res.tracks], ext)
         _cut_tracks(tmp / audio_name, res.layout, [tmp / f for f in files], container, subtype)
+        ddp_doc = None
+        if ddp:
+            from automaster.album.ddp import write_album_ddp
+
+            try:
+                ddp_doc = write_album_ddp(tmp / DDP_FOLDER, res.album, res.sample_rate,
+                                          cd_layout(res), tmp / audio_name, subtype)
+            except ValueError as e:
+                raise OutputError(f"DDP image not written: {one_line(e)}", out_dir) from None
         cue = cue_sheet(audio_name, res.sample_rate,
                         [CueTrack(t.title, p.cut, p.pregap, t.spec.performer, t.spec.isrc)
                          for t, p in zip(res.tracks, res.layout.tracks)],
@@ -87,6 +125,8 @@ def write_album_folder(res: Any, out_dir: Path, fmt: str = "wav", bit_depth: str
         (tmp / "album.cue").write_text(cue, encoding="utf-8")
         doc = album_document(res, files, audio_name)
         doc["album"]["format"] = f"{container}/{subtype}"
+        if ddp_doc is not None:
+            doc["ddp"] = ddp_doc
         (tmp / "album.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n",
                                         encoding="utf-8")
         draw_album(doc, str(tmp / "album.png"))
@@ -145,18 +185,29 @@ def _move_into_place(tmp: Path, out_dir: Path, force: bool) -> None:
     mask = os.umask(0)
     os.umask(mask)
     for p in tmp.iterdir():
-        os.chmod(p, 0o666 & ~mask)
+        if p.is_dir():  # DDP/
+            os.chmod(p, 0o777 & ~mask)
+            for q in p.iterdir():
+                os.chmod(q, 0o666 & ~mask)
+        else:
+            os.chmod(p, 0o666 & ~mask)
     if not out_dir.exists():
         os.chmod(tmp, 0o777 & ~mask)
         os.rename(tmp, out_dir)  # atomic: the folder appears complete
         return
+    if (tmp / DDP_FOLDER).exists() and foreign_ddp(out_dir):
+        raise OutputError(f"holds a {DDP_FOLDER!r} that is not an album DDP image; move it "
+                          f"away", out_dir)
     clash = existing_outputs(out_dir)
     if clash and not force:
         raise OutputError(f"already holds album files ({', '.join(clash[:3])}"
                           f"{', ...' if len(clash) > 3 else ''}); use --force to replace them",
                           out_dir)
     for name in clash:  # --force: the old album's files go, so no stale track is left
-        (out_dir / name).unlink(missing_ok=True)
+        if name == DDP_FOLDER:
+            shutil.rmtree(out_dir / name)
+        else:
+            (out_dir / name).unlink(missing_ok=True)
     for p in sorted(tmp.iterdir()):
         os.replace(p, out_dir / p.name)
     tmp.rmdir()
