@@ -61,8 +61,27 @@ def _compute_dtype(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def _dispatch_needed(args: tuple) -> bool:
+    """Whether a call must go through the op's dispatcher: autograd has to record it, a
+    tensor is not a plain CPU tensor (CUDA, meta, fake or functorch wrappers), the Triton
+    interpreter is on, or torch.compile is tracing."""
+    if _TRITON_ON_CPU or torch.compiler.is_compiling():
+        return True
+    grad = torch.is_grad_enabled()
+    for a in args:
+        if isinstance(a, Tensor) and (type(a) is not Tensor or a.device.type != "cpu"
+                                      or (grad and a.requires_grad)):
+            return True
+    return False
+
+
 def _op(name: str, schema_fn, cpu, cuda, fake, autograd=None):
-    """Register ``automaster::name``: CPU kernel, CUDA kernel, fake and autograd formula."""
+    """Register ``automaster::name``: CPU kernel, CUDA kernel, fake and autograd formula.
+
+    Returns a caller that sends plain CPU tensors that need no gradient straight to the
+    CPU kernel (the kernel the dispatcher would pick): the first dispatch of a custom op
+    imports torch._dynamo (about 1.8 s here), which every inference process (the CLI)
+    would otherwise pay. Everything else goes through the op."""
     op = torch.library.custom_op(f"automaster::{name}", mutates_args=())(schema_fn)
 
     @op.register_kernel("cpu")
@@ -73,7 +92,13 @@ def _op(name: str, schema_fn, cpu, cuda, fake, autograd=None):
     op.register_fake(fake)
     if autograd is not None:
         op.register_autograd(autograd[0], setup_context=autograd[1])
-    return op
+
+    def call(*args):
+        return op(*args) if _dispatch_needed(args) else cpu(*args)
+
+    call.op = op
+    call.__name__ = call.__qualname__ = name
+    return call
 
 
 # ------------------------------------------------------------------ biquad cascade
