@@ -37,3 +37,25 @@ def k_weighted_power(x, sos, state):  # pragma: no cover - compiled
         state[0, c, 0], state[0, c, 1] = z00, z01
         state[1, c, 0], state[1, c, 1] = z10, z11
     return out
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def sos_filter_rows(x, sos, zi):  # pragma: no cover - compiled
+    """A biquad cascade along each row of x, in place: what ``scipy.signal.sosfilt`` does.
+
+    x: (rows, n) C-contiguous float64, overwritten with the output; sos: (sections, 6)
+    float64 [b0 b1 b2 a0 a1 a2] with a0 = 1; zi: (sections, rows, 2) float64 transposed
+    direct-form-II memory, updated in place (it holds the final state on return).
+    """
+    rows, n = x.shape
+    for s in range(sos.shape[0]):
+        b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
+        for r in range(rows):
+            z0, z1 = zi[s, r, 0], zi[s, r, 1]
+            for i in range(n):
+                v = x[r, i]
+                y = b0 * v + z0
+                z0 = b1 * v - a1 * y + z1
+                z1 = b2 * v - a2 * y
+                x[r, i] = y
+            zi[s, r, 0], zi[s, r, 1] = z0, z1

@@ -14,9 +14,9 @@ or subsonic energy above ``SUBSONIC_FOUND_DB`` (-30 dB of the signal's energy).
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from ._common import Finding, block_means, db, dot
+from ._filters import butter_sos, sosfiltfilt
 
 CUTOFF_HZ = 12.0
 ORDER = 4
@@ -37,9 +37,9 @@ def _low_part(dec: np.ndarray, D: int, sample_rate: int,
     the first block mean's centre, in samples."""
     M = dec.shape[-1]
     rate = sample_rate / D
-    sos = signal.butter(ORDER, cutoff_hz, btype="highpass", fs=rate, output="sos")
+    sos = butter_sos(ORDER, cutoff_hz, "highpass", rate)
     pad = int(min(M - 1, 3 * rate / cutoff_hz))
-    low = dec - signal.sosfiltfilt(sos, dec, axis=-1, padtype="odd", padlen=pad)
+    low = dec - sosfiltfilt(sos, dec, pad)
     return low, (D - 1) / 2.0
 
 

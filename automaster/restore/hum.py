@@ -35,11 +35,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
 from scipy import fft as sfft
 
 from ._common import Finding, db, decimate, decimator
+from ._filters import notch_sos as notch_section, sosfiltfilt
 
 SEGMENT_S = 1.486  # 65536 samples at 44.1 kHz
 MAX_HARMONICS = 16
@@ -270,8 +270,7 @@ def notch_sos(harmonics: list[dict], sample_rate: int) -> np.ndarray:
     sections = []
     for h in harmonics:
         bw = min(MAX_BANDWIDTH_HZ, max(MIN_BANDWIDTH_HZ, 4.0 * h["spread_hz"]))
-        b, a = signal.iirnotch(h["frequency_hz"], h["frequency_hz"] / bw, fs=sample_rate)
-        sections.append(np.r_[b, a])
+        sections.append(notch_section(h["frequency_hz"], h["frequency_hz"] / bw, sample_rate)[0])
     return np.array(sections)
 
 
@@ -287,7 +286,7 @@ def remove_hum(x: np.ndarray, sample_rate: int, apply: bool = True) -> tuple[np.
     if do:
         sos = notch_sos(plan, sample_rate)
         pad = int(min(x.shape[-1] - 1, 3 * sample_rate / MIN_BANDWIDTH_HZ))
-        out = signal.sosfiltfilt(sos, x, axis=-1, padtype="odd", padlen=pad).astype(x.dtype)
+        out = sosfiltfilt(sos, x, pad).astype(x.dtype)
         P, bin_hz = _segment_spectra(out, sample_rate)
         mean = P.mean(axis=0)
         for h in counted:

@@ -21,9 +21,9 @@ block means of ~32 samples; the most negative one counts), and above it. Bass is
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from ._common import Finding, block_means, db, dot
+from ._filters import butter_sos, sosfiltfilt
 
 LOW_FROM_HZ = 20.0
 LOW_TOPS_HZ = (60.0, 90.0, 120.0)
@@ -36,9 +36,9 @@ DIP_MARGIN_DB = 1.0
 
 def lowpass(x: np.ndarray, sample_rate: float, cutoff_hz: float) -> np.ndarray:
     """Zero-phase 2nd-order Butterworth low-pass, forward and backward (LR4 magnitude)."""
-    sos = signal.butter(2, cutoff_hz, btype="lowpass", fs=sample_rate, output="sos")
+    sos = butter_sos(2, cutoff_hz, "lowpass", sample_rate)
     pad = int(min(x.shape[-1] - 1, 4 * sample_rate / cutoff_hz))
-    return signal.sosfiltfilt(sos, x, axis=-1, padtype="odd", padlen=pad)
+    return sosfiltfilt(sos, x, pad)
 
 
 def measure(x: np.ndarray, sample_rate: int) -> dict:
