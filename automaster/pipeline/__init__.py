@@ -36,26 +36,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from automaster.errors import UserError, one_line
+from automaster.errors import UserError
 from automaster.io import ArraySource, Source
-from automaster.pipeline.analyse import (SILENCE_LUFS, SILENCE_PEAK_DBFS, Analysis, analyse_input,
-                                         analysis_windows, check_reference_level, excerpt_batch,
-                                         is_silent, measure_reference, measure_source,
-                                         reference_lufs)
+from automaster.pipeline.analyse import Analysis, analyse_input, check_reference_level, is_silent, measure_reference, reference_lufs
 from automaster.pipeline.checks import check_args, check_audio, check_length_and_values, reference_source
-from automaster.pipeline.decide import choose_setting, default_model_available, load_model, match_to_reference
+from automaster.pipeline.decide import choose_setting, load_model
 from automaster.pipeline.device import resolve_device
-from automaster.pipeline.job import (BLOCK_FRAMES, LEAD_SECONDS, MEMORY_BYTES, Job, MasterResult, Progress,
-                                     Timings, compute_threads)
-from automaster.pipeline.loudness import (FAST_RELEASE_MS, LIMITER_MARGIN_DB, LOUDNESS_TOLERANCE_LU,
-                                          MAX_LIMITER_PASSES, TP_MARGIN_DB, GainSearch, Limiting,
-                                          normalize_and_limit)
+from automaster.pipeline.job import Job, MasterResult, Progress, Timings, compute_threads
+from automaster.pipeline.loudness import LIMITER_MARGIN_DB, Limiting, normalize_and_limit
 from automaster.pipeline.render import FloatStore, render_pre_limiter
 from automaster.pipeline.restoration import restoration_lines, restore_input
 from automaster.restore_options import check_restore_options
-from automaster.pipeline.traces import BandTraces, TraceReducer
+from automaster.pipeline.traces import BandTraces
 from automaster.pipeline.write import Output, describe, final_report, pass_through, write_output
-
 
 def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
            ceiling_dbtp: float | None = -1.0, intensity: float = 1.0, reference: Any = None,
@@ -181,10 +174,8 @@ def _start_report(source: Source, job: Job) -> dict[str, Any]:
             "restoration": job.restoration}
 
 
-__all__ = ["MasterResult", "Job", "Progress", "master", "master_source", "load_model",
-           "resolve_device", "describe", "one_line", "choose_setting", "check_reference_level",
-           "default_model_available", "GainSearch", "measure_source", "analysis_windows",
-           "excerpt_batch", "match_to_reference", "FloatStore", "TraceReducer", "BandTraces",
-           "compute_threads", "SILENCE_LUFS", "SILENCE_PEAK_DBFS", "LOUDNESS_TOLERANCE_LU",
-           "MAX_LIMITER_PASSES", "restore_input", "restoration_lines", "TP_MARGIN_DB", "LIMITER_MARGIN_DB", "FAST_RELEASE_MS",
-           "BLOCK_FRAMES", "LEAD_SECONDS", "MEMORY_BYTES"]
+# what other modules import from here (the stages' own names live in their modules)
+__all__ = ["MasterResult", "Job", "Progress", "master", "master_source", "restore_input",
+           "restoration_lines", "load_model", "resolve_device", "choose_setting",
+           "check_reference_level", "compute_threads", "describe", "FloatStore",
+           "LIMITER_MARGIN_DB"]
