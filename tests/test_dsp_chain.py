@@ -4,7 +4,6 @@ relativity, loudness target, per-item targets and ceilings, batch independence."
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pyloudnorm

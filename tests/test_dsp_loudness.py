@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pyloudnorm
 import pytest
-import scipy.signal as sps
 import torch
 
 from dsp import integrated_loudness, loudness_range, momentary_loudness, normalize_loudness, short_term_loudness, true_peak

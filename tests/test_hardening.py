@@ -21,7 +21,6 @@ import soundfile as sf
 
 import automaster.io as aio
 from automaster.cli import main
-from automaster.errors import OutputError, UserError
 from automaster.testing import make_tiny_checkpoint, synth_mix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +135,7 @@ def test_stale_parts_of_dead_runs_are_removed_live_ones_kept(tmp_path):
         dead = tmp_path / f".out.wav.{_dead_pid()}@{host}.abc123xy.part"
         live = tmp_path / f".out.wav.{sleeper.pid}@{host}.def456xy.part"
         other_host = tmp_path / f".out.wav.{_dead_pid()}@some-other-host.ghi789xy.part"
-        old_other_host = tmp_path / f".out.wav.12345@some-other-host.jkl012xy.part"
+        old_other_host = tmp_path / ".out.wav.12345@some-other-host.jkl012xy.part"
         legacy_old = tmp_path / ".out.wav.mno345xy.part"      # before pids were recorded
         legacy_new = tmp_path / ".out.wav.pqr678xy.part"
         other_target = tmp_path / f".out.wav.report.json.{_dead_pid()}@{host}.stu901xy.part"

@@ -24,7 +24,7 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from automaster.web.app import cli_options, create_app  # noqa: E402
-from automaster.web.jobs import Job, JobManager  # noqa: E402
+from automaster.web.jobs import JobManager  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "automaster" / "examples" / "example.ogg"
 TOKEN = "test-token-123"

@@ -30,7 +30,7 @@ from automaster.metering import BackgroundMeter, Measurement, Meter
 from automaster.pipeline.job import Job, Progress, block_frames, blocks
 from automaster.pipeline.render import FloatStore
 from automaster.pipeline.traces import TraceReducer
-from dsp.loudness_search import LOUDNESS_TOLERANCE_LU, GainSearch, run_search  # noqa: F401 (re-exported)
+from dsp.loudness_search import GainSearch, run_search
 
 MAX_LIMITER_PASSES = 8
 MAX_EXTRA_DB = 24.0  # the gain search goes at most this far above its first estimate
