@@ -369,3 +369,42 @@ def test_album_job_orders_and_exports(client, tmp_path):
     orig = client.get(f"/api/jobs/{jid}/original", headers=AUTH, params={"track": 1})
     assert orig.content == files[1][1][1]
     client.delete(f"/api/jobs/{jid}", headers=AUTH)
+
+
+def test_album_ddp_download(client, tmp_path):
+    """The album's DDP image: the album option ddp renders with --ddp, and ddp.zip holds
+    the verified DDP 2.00 fileset (read back with the project's reader)."""
+    import zipfile
+
+    from automaster.album.ddp import read_ddp
+    from automaster.testing import synth_mix
+
+    files = []
+    for k, (level, seed) in enumerate(((-22.0, 3), (-19.0, 4))):
+        buf = io.BytesIO()
+        sf.write(buf, synth_mix(5.0, 44100, level_db=level, seed=seed).T, 44100, format="WAV",
+                 subtype="PCM_16")
+        files.append(("file", (f"cd {k + 1}.wav", buf.getvalue(), "audio/wav")))
+    r = client.post("/api/jobs", headers=AUTH, files=files, data={"album": "1", "gap": "2"})
+    jid = r.json()["id"]
+    st = wait(client, jid)
+    assert st["status"] == "done", st["error"]
+    assert "ddp" not in st["report"]
+    assert client.get(f"/api/jobs/{jid}/file/ddp.zip", headers=AUTH).status_code == 404
+    r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH, json={"album": {"ddp": True}})
+    assert r.status_code == 200, r.text
+    st = wait(client, jid, version=2)
+    assert st["status"] == "done", st["error"]
+    assert st["report"]["ddp"]["verified"] is True
+    z = client.get(f"/api/jobs/{jid}/file/ddp.zip", headers=AUTH, params={"download": 1})
+    assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        names = sorted(zf.namelist())
+        assert {"DDP/DDPID", "DDP/DDPMS", "DDP/IMAGE.DAT", "DDP/PQDESCR"} <= set(names)
+        out = tmp_path
+        zf.extractall(out)
+    image = read_ddp(out / "DDP")
+    assert len(image.tracks) == 2
+    assert client.post(f"/api/jobs/{jid}/settings", headers=AUTH,
+                       json={"album": {"ddp": "maybe"}}).status_code == 400
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)

@@ -142,3 +142,43 @@ def test_page_masters_compares_edits_and_downloads(server, tmp_path):
     assert y.shape[0] == 8 * sr
     measured = pyloudnorm.Meter(ysr).integrated_loudness(y)
     assert abs(measured - (-14.0)) <= 0.5, measured
+
+
+def test_page_album_ddp_download(server, tmp_path):
+    """Album on the page: two tracks, then the DDP button renders the album again with
+    --ddp and downloads the zipped DDP 2.00 fileset, which reads back with two tracks."""
+    import zipfile
+
+    from automaster.album.ddp import read_ddp
+
+    x, sr = sf.read(str(EXAMPLE), dtype="float32", always_2d=True)
+    paths = []
+    for k, start in enumerate((2, 12)):
+        p = tmp_path / f"side {k + 1}.wav"
+        sf.write(str(p), x[start * sr:(start + 6) * sr], sr, subtype="PCM_16")
+        paths.append(str(p))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(bypass_csp=True, accept_downloads=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server)
+            page.wait_for_function("document.querySelectorAll('#platform option').length > 5")
+            page.set_input_files("#files", paths)
+            page.check("#album")
+            page.click("#start")
+            page.wait_for_function("['done', 'failed'].includes(document.body.dataset.status)",
+                                   timeout=RENDER_TIMEOUT_MS)
+            assert page.text_content("#error").strip() == ""
+            with page.expect_download(timeout=RENDER_TIMEOUT_MS) as dl:
+                page.click("#download-ddp")
+            zpath = tmp_path / "ddp.zip"
+            dl.value.save_as(str(zpath))
+            assert dl.value.suggested_filename.endswith(".zip")
+            assert errors == []
+        finally:
+            browser.close()
+    with zipfile.ZipFile(zpath) as zf:
+        zf.extractall(tmp_path / "x")
+    assert len(read_ddp(tmp_path / "x" / "DDP").tracks) == 2

@@ -13,7 +13,7 @@ API (every request carries the session token; see security.py):
 - ``GET /api/jobs/{id}/master[?track=N]``, ``/original[?track=N]``, ``/reference``:
   audio (``&download=1``: as an attachment).
 - ``GET /api/jobs/{id}/file/{name}``: settings.json, report.json, report.png, album.cue,
-  album.json, album.png.
+  album.json, album.png, ddp.zip (after a render with the album option ``ddp``).
 - ``POST /api/jobs/{id}/settings``: JSON ``{"settings": {...}}`` (single file: the
   ``--params-in`` path), ``{"album": {"order": [...], "gap": ..., ...}}`` (album),
   ``"format"``/``"bit_depth"``; re-renders.
@@ -48,7 +48,7 @@ MAX_FILES = 50
 MAX_FIELD_BYTES = 4096
 MAX_FIELDS = 64
 FORM_FIELDS = {"target", "platform", "ceiling", "intensity", "restore", "format", "bit_depth",
-               "album", "gap", "crossfade", "fade_in", "fade_out", "sequence", "loudness"}
+               "album", "gap", "crossfade", "fade_in", "fade_out", "sequence", "loudness", "ddp"}
 
 
 class UploadTooLarge(Exception):
@@ -317,7 +317,7 @@ def create_app(*, token: str, host: str = "127.0.0.1", port: int = 8765,
         path = manager.result_file(job, name)
         if path is None:
             return _error(404, "no such file (yet)")
-        media = {".json": "application/json", ".png": "image/png",
+        media = {".json": "application/json", ".png": "image/png", ".zip": "application/zip",
                  ".cue": "text/plain; charset=utf-8"}.get(path.suffix, "application/octet-stream")
         if request.query_params.get("download"):
             base = Path(job.inputs[0].name).stem if not job.album else "album"

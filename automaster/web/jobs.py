@@ -238,6 +238,10 @@ class JobManager:
             if body["sequence"] not in ("keep", "auto"):
                 raise ValueError("sequence must be keep or auto")
             a["sequence"] = body["sequence"]
+        if "ddp" in body:   # a DDP 2.00 image for CD replication (--ddp), on request
+            if not isinstance(body["ddp"], bool) and body["ddp"] not in ("0", "1"):
+                raise ValueError("ddp must be true or false")
+            a["ddp"] = body["ddp"] in (True, "1")
         if body.get("loudness") not in (None, ""):
             if body["loudness"] not in ("album", "track"):
                 raise ValueError("loudness must be album or track")
@@ -304,6 +308,8 @@ class JobManager:
                 if key in a:
                     argv += [f"--{key.replace('_', '-')}", repr(float(a[key]))]
             argv += ["--sequence", a.get("sequence", "keep")]
+            if a.get("ddp"):
+                argv += ["--ddp"]
             if a.get("loudness"):
                 argv += ["--loudness", a["loudness"]]
             for key in ("target", "platform", "ceiling", "intensity", "restore", "denoise"):
@@ -529,10 +535,12 @@ class JobManager:
 
     def result_file(self, job: Job, name: str) -> Path | None:
         """Named result files: settings.json, report.json, report.png; album.cue,
-        album.json, album.png."""
+        album.json, album.png, ddp.zip (the album's DDP folder, zipped on first request)."""
         if job.out is None:
             return None
         if job.album:
+            if name == "ddp.zip":
+                return _zip_folder(job.out / "album" / "DDP", job.out / "ddp.zip")
             return _inside(job.out / "album", name) if name in ("album.cue", "album.json",
                                                                  "album.png") else None
         if job.kind != "single":
@@ -588,6 +596,28 @@ class JobManager:
         with self.lock:
             self._ranges = ranges
         return ranges
+
+
+def _zip_folder(folder: Path, dest: Path) -> Path | None:
+    """``dest``: a zip of ``folder``'s plain files under the folder's name (stored, not
+    compressed: CD audio does not compress), written once through a temporary name; None
+    when the folder is missing."""
+    import zipfile
+
+    if dest.is_file():
+        return dest
+    if not folder.is_dir() or folder.is_symlink():
+        return None
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        with zipfile.ZipFile(part, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+            for p in sorted(folder.iterdir()):
+                if p.is_file() and not p.is_symlink():
+                    z.write(p, f"{folder.name}/{p.name}")
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+    return dest
 
 
 def _inside(folder: Path, name: str) -> Path | None:

@@ -136,6 +136,7 @@ async function poll() {
       $("master-text").textContent = st.status === "running" ? `${Math.round(100 * st.progress)}%` : st.status;
       $("warnings").replaceChildren(...(st.warnings || []).map((w) => el("li", { text: w })));
       if (st.status === "failed") {
+        S.pendingDownload = null;   // e.g. --ddp refused a track shorter than 4 s
         showError(st.error || "mastering failed");
         if (st.ready && S.shownVersion === 0) await showResult(st);
         break;
@@ -188,7 +189,7 @@ async function showResult(st) {
   S.shownVersion = st.version;
   document.body.dataset.version = String(st.version);
   if (changedAudio) await loadAudio(st);
-  if (S.pendingDownload && st.output_format === S.pendingDownload.format && st.output_bit_depth === S.pendingDownload.bit_depth) {
+  if (S.pendingDownload && st.status === "done" && S.pendingDownload.ready(st)) {
     const f = S.pendingDownload.go; S.pendingDownload = null; f();
   }
 }
@@ -637,7 +638,8 @@ function renderDownloads(st) {
     const format = $("dl-format").value, bit_depth = $("dl-bit-depth").value;
     if (format === S.state.output_format && (bit_depth === S.state.output_bit_depth || LOSSY.includes(format))) { go(); return; }
     // another format or word length: the same settings rendered again by the CLI
-    S.pendingDownload = { format, bit_depth: LOSSY.includes(format) ? S.state.bit_depth : bit_depth, go };
+    const want = LOSSY.includes(format) ? S.state.bit_depth : bit_depth;
+    S.pendingDownload = { ready: (s) => s.output_format === format && s.output_bit_depth === want, go };
     const body = { format, bit_depth };
     if (S.state.kind === "single" && S.edited) body.settings = S.edited;
     rerender(body);
@@ -648,6 +650,13 @@ function renderDownloads(st) {
     (st.report ? st.report.tracks : []).forEach((t, i) => items.push(btn(`download-track-${i + 1}`, `${t.number}. ${t.title}`,
       wantAudio(() => download(apiUrl(`/api/jobs/${S.job}/master`, { track: i + 1, download: 1 }))))));
     items.push(btn("download-cue", "CUE sheet", () => download(apiUrl(`/api/jobs/${S.job}/file/album.cue`, { download: 1 }))));
+    // DDP 2.00 image for CD replication: rendered on request (44.1 kHz 16-bit, Red Book limits)
+    const getDdp = () => download(apiUrl(`/api/jobs/${S.job}/file/ddp.zip`, { download: 1 }));
+    items.push(btn("download-ddp", "DDP image for CD (.zip)", () => {
+      if ((st.album_options || {}).ddp && st.report && st.report.ddp) { getDdp(); return; }
+      S.pendingDownload = { ready: (s) => Boolean(s.report && s.report.ddp), go: getDdp };
+      rerender({ album: { ...albumBody((st.album_options || {}).sequence || "keep"), ddp: true } });
+    }));
     items.push(btn("download-report", "Report (album.json)", () => download(apiUrl(`/api/jobs/${S.job}/file/album.json`, { download: 1 }))));
   } else {
     st.files.forEach((f, i) => items.push(btn(i ? `download-master-${i + 1}` : "download-master", st.kind === "single" ? "Master" : `Master: ${f.name}`,
