@@ -161,6 +161,7 @@ def test_page_album_ddp_download(server, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(bypass_csp=True, accept_downloads=True)
+            page.set_default_timeout(180_000)   # a loaded 2-core machine (the whole suite)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server)
