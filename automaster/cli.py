@@ -474,12 +474,22 @@ def _master_one(plan: Plan, args: argparse.Namespace, shared: dict[str, Any]) ->
     for w in result.report.get("warnings", []):
         _warn(f"{plan.input}: {w}")
     if args.report:
-        from automaster.report import write_report
+        from automaster.report import report_paths, write_report
         from automaster.translate.systems import analyze_file
 
-        # playback models on the file as written (decoded, for a lossy one)
-        result.report.setdefault("translation", {})["playback"] = analyze_file(plan.output)
-        write_report(plan.output, result.report, result.settings)
+        try:
+            # playback models on the file as written (decoded, for a lossy one)
+            result.report.setdefault("translation", {})["playback"] = analyze_file(plan.output)
+            write_report(plan.output, result.report, result.settings)
+        except (KeyboardInterrupt, _Terminated):
+            # the master and its report are one result: an interrupt between them would
+            # leave a master without (or, with --force, beside an older) report
+            for path in (plan.output, *report_paths(plan.output)):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+            raise
     if os.environ.get("AUTOMASTER_TIMING"):
         print(f"automaster: timing: {plan.input}: {result.report.get('timings_s')}",
               file=sys.stderr)

@@ -243,8 +243,14 @@ class Meter:
         """Channel-summed K-weighted mean square of each complete 100 ms hop, (hops,)."""
         return np.concatenate(self._hops) if self._hops else np.zeros(0)
 
-    def integrated_lufs(self) -> float:
-        """Gated integrated loudness so far (LUFS, -inf when nothing passes the gates)."""
+    def integrated_lufs(self, gain_db: float = 0.0) -> float:
+        """Gated integrated loudness so far (LUFS, -inf when nothing passes the gates).
+
+        ``gain_db``: judge the absolute -70 LUFS gate at the level the signal will have
+        after that gain (the loudness of the signal raised by ``gain_db``, minus
+        ``gain_db``). For an intermediate signal whose final level is set later: a quiet
+        mix rendered at -70.5 LUFS that will be raised by 56 dB is not silence.
+        """
         if not self._loudness:
             return math.nan
         hops = self.hop_energies()
@@ -256,6 +262,9 @@ class Meter:
             blocks = np.array([total / self._count])
         else:
             return -math.inf
+        if gain_db:
+            scale = 10.0 ** (gain_db / 10.0)
+            return gated_loudness(blocks * scale, RELATIVE_GATE_LU) - gain_db
         return gated_loudness(blocks, RELATIVE_GATE_LU)
 
     def short_term_lufs(self) -> np.ndarray:

@@ -120,6 +120,25 @@ def test_cli_interrupt_while_opening_the_writer(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
 
 
+def test_interrupt_while_writing_the_report_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the master was written but before its report was: the master and the
+    report are one result, so neither stays (before: the WAV and the JSON stayed, without
+    the PNG, and a re-run refused the existing output)."""
+    import automaster.report as report
+
+    sf.write(tmp_path / "in.wav", synth_mix(1.0).T, SR)
+
+    def draw(doc, path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "draw_report", draw)
+    code = main([str(tmp_path / "in.wav"), "-o", str(tmp_path / "o.wav"), "--report", "-q"])
+    _, err = capsys.readouterr()
+    assert code == 130
+    _one_error_line(err, "interrupted (SIGINT)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
 # --------------------------------------------------------------------- 3: stale parts
 def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -278,3 +278,22 @@ def test_writer_rewind_starts_over(tmp_path):
         w.write(x)
     aio.write_audio(tmp_path / "ref.wav", x, SR, "16")
     assert out.read_bytes() == (tmp_path / "ref.wav").read_bytes()  # same data, same dither
+
+
+def test_meter_gain_db_moves_only_the_absolute_gate():
+    """integrated_lufs(gain_db=g): the absolute -70 LUFS gate judged as if the signal were
+    g dB louder; loudness of a signal well above the gate is unchanged."""
+    import pyloudnorm
+
+    sr = 48000
+    rng = np.random.default_rng(5)
+    loud = rng.standard_normal((2, 4 * sr)).astype(np.float32) * 0.1
+    m = Meter(sr, 2, true_peak=False)
+    m.process(loud)
+    assert m.integrated_lufs(gain_db=30.0) == pytest.approx(m.integrated_lufs(), abs=1e-9)
+    quiet = loud * np.float32(10 ** (-60 / 20))  # about -72 LUFS: below the gate
+    m = Meter(sr, 2, true_peak=False)
+    m.process(quiet)
+    assert m.integrated_lufs() == -np.inf
+    reference = pyloudnorm.Meter(sr).integrated_loudness(loud.T.astype(np.float64)) - 60.0
+    assert m.integrated_lufs(gain_db=50.0) == pytest.approx(reference, abs=0.05)

@@ -161,6 +161,18 @@ def test_silence_is_passed_through():
     assert any("silent" in w for w in r.report["warnings"])
 
 
+def test_quiet_mix_just_above_the_silence_threshold_is_mastered(mix):
+    """A mix at about -69.3 LUFS is not silence (that is below -70); the chain takes its
+    render a little lower, and the pre-limiter measurement must not gate it away as
+    silence (the absolute gate is judged at the level the master will have)."""
+    x = (mix * 10 ** ((-70.0 - lufs(mix, SR)) / 20)).astype(np.float32)
+    assert -70.0 < lufs(x, SR) < -69.0  # the gates make the scaling inexact: -69.3
+    r = automaster.master(x, SR, device="cpu")
+    assert r.report["source"] != "passthrough"
+    assert abs(lufs(r.audio, SR) - (-14.0)) <= 0.5
+    assert true_peak_db(r.audio) <= -1.0 + 0.1
+
+
 def test_block_rendering_matches_whole_and_disk_store(mix):
     """Tiny blocks with lead-in (and a disk-backed store) give the same master."""
     whole = master_source(ArraySource(mix, SR), Job(device="cpu"))

@@ -122,6 +122,21 @@ def test_bad_values_are_one_line_errors(files, tmp_path, capsys, args, words):
     assert sha(files["dc"]) == before
 
 
+@pytest.mark.filterwarnings("error")  # a RuntimeWarning from a stage fails the run
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_non_finite_input_is_refused_before_restoration(files, music, tmp_path, capsys, bad):
+    """The same one-line error as without restoration, before any stage runs on the
+    samples (an inf went through the filters first and printed numpy/scipy warnings)."""
+    x, sr = music
+    y = x.copy()
+    y[1, 2 * sr] = bad
+    path = tmp_path / "bad.wav"
+    sf.write(path, y.T, sr, subtype="FLOAT")
+    code, _, err = run([path, "-o", tmp_path / "m.wav", "--model", files["model"]], capsys)
+    one_line_error(code, err, "bad.wav", "NaN or infinite", "2.000 s")
+    assert not (tmp_path / "m.wav").exists()
+
+
 def test_bad_value_in_a_subprocess_and_in_the_album_command(files, tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "automaster", str(files["dc"]), "-o",
                         str(tmp_path / "m.wav"), "--restore", "foo"], capture_output=True,

@@ -62,6 +62,31 @@ def test_lossy_master_decodes_under_the_ceiling(excerpt: Path, tmp_path: Path, e
         assert sf.info(str(out)).samplerate == 48000
 
 
+def test_coded_rates_are_rates_the_encoders_accept() -> None:
+    from automaster.translate.codec import MP3_RATES, OPUS_RATES, OUTPUT_CODECS
+
+    mp3, opus = OUTPUT_CODECS["MP3"], OUTPUT_CODECS["OPUS"]
+    for sr in (8000, 11000, 22050, 37800, 44100, 48000, 88200, 96000, 176400, 192000):
+        assert mp3.coded_rate(sr) in MP3_RATES and mp3.coded_rate(sr) >= min(sr, 44100)
+        assert opus.coded_rate(sr) in OPUS_RATES
+    assert [mp3.coded_rate(sr) for sr in (11000, 37800, 88200, 96000)] == [11025, 44100, 44100,
+                                                                            48000]
+
+
+@pytest.mark.parametrize("ext, args", [("mp3", []), ("wav", ["--codec-safe"])])
+def test_high_resolution_master_to_mp3(excerpt: Path, tmp_path: Path, ext: str, args) -> None:
+    """A 96 kHz mix to MP3 (or checked against MP3 with --codec-safe): MPEG audio codes at
+    most 48 kHz, so it is resampled for the encoder, as Opus is (it was an internal error
+    from libsndfile after the whole master had been rendered)."""
+    x, sr = sf.read(str(excerpt), dtype="float32")
+    hi = tmp_path / "mix96k.wav"
+    sf.write(str(hi), resample_poly(x[: int(1.5 * sr)], 320, 147, axis=0), 96000, subtype="FLOAT")
+    out = tmp_path / f"master.{ext}"
+    assert main([str(hi), "-o", str(out), "-q", *args]) == 0
+    assert sf.info(str(out)).samplerate == (48000 if ext == "mp3" else 96000)
+    assert _reference_true_peak_dbtp(out) <= CEILING + 0.05
+
+
 def test_codec_safe_wav_gives_per_codec_figures_under_the_ceiling(excerpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "master.wav"
     rc = main([str(excerpt), "-o", str(out), "--target", "-9", "--codec-safe", "--report", "-q"])

@@ -150,7 +150,10 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
     try:
         pre = render_pre_limiter(chain, p.detach(), source, store, job, device, progress,
                                  comp_trace, reference_lufs(analysis.before))
-        pre_lufs = pre.integrated_lufs()
+        # the absolute gate judged at the level the master will have: a mix just above
+        # -70 LUFS that the chain takes a little below it is quiet, not silent
+        pre_lufs = pre.integrated_lufs(
+            gain_db=job.target_lufs - analysis.before.integrated_lufs)
         timings.lap("render")
         if not math.isfinite(pre_lufs):
             raise UserError("the chain's output with this setting is silent", job.name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from automaster.errors import UserError
+from automaster.errors import InputError, UserError
 from automaster.io import ArraySource, Source, materialize
 from automaster.pipeline.job import Job, Progress
 from automaster.report import restoration_lines  # noqa: F401  (re-exported: the CLI's text lines)
@@ -69,6 +69,10 @@ def restore_input(source: Source, job: Job, progress: Progress | None = None) ->
     # the stages return new arrays; a copy only guards the caller's own array (a file
     # source is read into a fresh one)
     whole = materialize(source)
+    finite = np.isfinite(whole.data).all(axis=0)
+    if not finite.all():  # before the stages: their filters would smear it and warn
+        raise InputError(f"contains NaN or infinite samples (first at "
+                         f"{int(np.argmin(finite)) / source.sample_rate:.3f} s)", job.name)
     data = np.array(whole.data, dtype=np.float32) if whole is source else whole.data
     result = restore(data, source.sample_rate, mode, denoise=job.denoise,
                      mono_bass_hz=job.mono_bass_hz)

@@ -10,6 +10,15 @@ once found, every sample at a clip level is repaired, shorter runs too), and the
 level above ``MIN_LEVEL`` (so silence and fades are never "clipped"). Limitation: the runs
 must still be flat; clipping followed by noise, dither or a lossy codec is not detected.
 
+A run counts only when it is *anchored*: at least ``MIN_ANCHOR`` of the ``ORDER`` samples
+on either side of it (the known samples the interpolation rests on) are not at a clip
+level. A square or pulse wave (a chiptune lead, a test tone) is nothing but flat runs at
+its two extremes, each entered by a jump from the other: no sample around a run is known,
+so there is nothing to interpolate from and no sign of damage; such runs are left as they
+are (before this rule, a 3 s 110 Hz square took 140 s of LSAR and came out rewritten).
+Measured on 10 s of the bundled example clipped 10, 14 and 20 dB below its peak: 0, 0 and
+0.02 % of the runs are unanchored at ``MIN_ANCHOR`` = 0.1 (a square wave: 100 %).
+
 Repair: each run is missing data re-estimated by least-squares AR interpolation (LSAR)
 under the clipping constraint: every reconstructed sample must lie beyond the clip level
 in the run's sign, and within ``MAX_OVERSHOOT`` times it (+6 dB: an ill-conditioned
@@ -39,6 +48,7 @@ TOLERANCE = 1e-4
 MIN_RUN = 3
 MIN_RUNS = 5
 MIN_LEVEL = 0.05
+MIN_ANCHOR = 0.1  # share of the 2 x ORDER samples around a run that must be unclipped
 ORDER = 32
 CONTEXT = 512
 MAX_OVERSHOOT = 2.0
@@ -51,19 +61,35 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def detect_channel(x: np.ndarray) -> dict:
+    """Runs at the channel's clip levels: ``all_runs`` the anchored ones (see the module
+    doc), ``runs`` those at least ``MIN_RUN`` long, ``unanchored`` the count left out."""
     hi, lo = float(x.max()), float(x.min())
     scale = max(abs(hi), abs(lo), 1e-12)
     tol = TOLERANCE * scale
     runs = []
+    at_level = np.zeros(len(x), dtype=bool)
     for level, mask in ((hi, x >= hi - tol), (lo, x <= lo + tol)):
         if abs(level) < MIN_LEVEL:
             continue
+        at_level |= mask
         s, e = _runs(mask)
         runs += [(int(a), int(b), level) for a, b in zip(s, e)]
     runs.sort()
-    flat = [r for r in runs if r[1] - r[0] >= MIN_RUN]
-    return {"runs": flat, "all_runs": runs, "positive_level": hi, "negative_level": lo,
-            "clipped_samples": int(sum(b - a for a, b, _ in runs))}
+    anchored = runs
+    if runs:
+        p = ORDER
+        c = np.concatenate([[0], np.cumsum(at_level, dtype=np.int64)])
+        s = np.array([r[0] for r in runs])
+        e = np.array([r[1] for r in runs])
+        a, b = np.maximum(s - p, 0), np.minimum(e + p, len(x))
+        around = (s - a) + (b - e)
+        clipped_around = (c[s] - c[a]) + (c[b] - c[e])
+        ok = (around - clipped_around) >= MIN_ANCHOR * np.maximum(around, 1)
+        anchored = [r for r, k in zip(runs, ok) if k]
+    flat = [r for r in anchored if r[1] - r[0] >= MIN_RUN]
+    return {"runs": flat, "all_runs": anchored, "positive_level": hi, "negative_level": lo,
+            "clipped_samples": int(sum(b - a for a, b, _ in anchored)),
+            "unanchored": len(runs) - len(anchored)}
 
 
 def bounded_lsar(y: np.ndarray, s: int, e: int, a: np.ndarray, lower: np.ndarray,
@@ -185,7 +211,8 @@ def declip(x: np.ndarray, sample_rate: int, apply: bool = True) -> tuple[np.ndar
         out = np.stack([repair_channel(ch, i["all_runs"]) if i["runs"] else ch for ch, i in zip(x, info)])
         change = {"peak_before": float(np.abs(x).max()), "peak_after": float(np.abs(out).max())}
     levels = [max(abs(i["positive_level"]), abs(i["negative_level"])) for i in info]
-    measured = {"runs": runs, "clipped_samples": samples,
+    unanchored = sum(i["unanchored"] for i in info)
+    measured = {"runs": runs, "clipped_samples": samples, "unanchored_runs": unanchored,
                 "clipped_fraction": samples / max(x.size, 1),
                 "clip_level_dbfs": [20 * np.log10(max(l, 1e-12)) for l in levels],
                 "longest_run": max((b - a for i in info for a, b, _ in i["runs"]), default=0),
@@ -200,5 +227,8 @@ def declip(x: np.ndarray, sample_rate: int, apply: bool = True) -> tuple[np.ndar
         action = "constrained LSAR de-clipping" if do else "none"
     else:
         s = "no clipping" if runs == 0 else f"no clipping ({runs} flat run(s), below the {MIN_RUNS}-run threshold)"
+        if unanchored:
+            s += (f"; {unanchored} flat run(s) at the extremes with no unclipped signal around "
+                  f"them (a square or pulse wave) left as they are")
         action = "none"
     return out, Finding("clipping", found, do, s, measured, change, action)

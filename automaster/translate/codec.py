@@ -22,7 +22,10 @@ example, file size x 8 / duration):
   12, 16, 24 and 48 kHz, so other rates are resampled to 48 kHz for it
   (:func:`automaster.io.resample`'s filter) and the decoded file is 48 kHz.
 - MP3 (LAME): with ``bitrate_mode='CONSTANT'``, ``kbit/s = 320 - level * 288`` at 32 kHz and
-  above (level 2/3: 128.7 kbit/s, 0: 321.8).
+  above (level 2/3: 128.7 kbit/s, 0: 321.8). MPEG audio only codes 8-48 kHz
+  (:data:`MP3_RATES`): another rate is resampled to the lowest MP3 rate at or above it, and
+  a high-resolution master (above 48 kHz) to 44.1 kHz when it is a multiple of 11025 Hz
+  (88.2, 176.4 kHz), else to 48 kHz, as a transcoding service would.
 - AAC is not available in libsndfile, so it is not checked.
 """
 
@@ -37,11 +40,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Codec", "OUTPUT_CODECS", "CODEC_SAFE", "MARGIN_DB", "MAX_ENCODES", "FitResult",
+__all__ = ["Codec", "OUTPUT_CODECS", "CODEC_SAFE", "MARGIN_DB", "MAX_ENCODES", "MP3_RATES", "FitResult",
            "encode", "decode_measure", "check_codec", "fit_ceiling", "mp3_level", "opus_level"]
 
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 OPUS_RATE = 48000  # other rates are resampled to this for Opus
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # MPEG-1/2/2.5
 MARGIN_DB = 0.1  # the limiter goes this much below what the overshoot alone asks for
 MAX_ENCODES = 4  # render + encode at most this many times
 MAX_LOWERING_DB = 6.0  # never lower the limiter's ceiling by more than this in total
@@ -79,12 +83,22 @@ class Codec:
 
     @property
     def sample_rates(self) -> tuple[int, ...] | None:
-        return OPUS_RATES if self.subtype == "OPUS" else None
+        """The rates the codec can code (None: any)."""
+        return {"OPUS": OPUS_RATES, "MPEG_LAYER_III": MP3_RATES}.get(self.subtype)
 
     def coded_rate(self, sample_rate: int) -> int:
-        """The sample rate the encoder is fed (Opus: 48 kHz unless already an Opus rate)."""
+        """The sample rate the encoder is fed: ``sample_rate`` when the codec codes it;
+        otherwise 48 kHz for Opus, and for MP3 the lowest MP3 rate at or above it, or above
+        48 kHz 44.1 kHz for multiples of 11025 Hz and 48 kHz for the others."""
         rates = self.sample_rates
-        return sample_rate if rates is None or sample_rate in rates else OPUS_RATE
+        if rates is None or sample_rate in rates:
+            return sample_rate
+        if self.subtype == "OPUS":
+            return OPUS_RATE
+        above = [r for r in rates if r >= sample_rate]
+        if above:
+            return min(above)
+        return 44100 if sample_rate % 11025 == 0 else 48000
 
     def sf_kwargs(self, channels: int) -> dict[str, Any]:
         if self.subtype == "VORBIS":
