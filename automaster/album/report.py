@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from automaster.report import _clean
+from automaster.report import _clean, quiet_missing_glyphs
 
 
 def _spread(values: list[Any]) -> float | None:
@@ -100,6 +100,7 @@ def album_document(res: Any, files: list[str], audio_name: str) -> dict[str, Any
     return _clean(doc)
 
 
+@quiet_missing_glyphs
 def draw_album(doc: dict[str, Any], path: str) -> None:
     """The PNG: loudness over time with track boundaries; loudness per track."""
     import numpy as np
