@@ -162,6 +162,7 @@ def test_track_mode_mixed_inputs(tracks, tmp_path, capsys):
                         "--bit-depth", "16", "--cohesion", "0.5"], capsys)
     assert code == 0, err
     assert "mono, upmixed" in err and "resampled from 48000" in err
+    assert err.count("renamed to 'song (2)'") == 1, err  # a warning, not also a note
     doc = json.loads((out / "album.json").read_text())
     assert [t["title"] for t in doc["tracks"]] == ["interlude", "song", "song (2)", "single"]
     assert doc["album"]["sample_rate"] == SR and doc["album"]["channels"] == 2
