@@ -566,7 +566,7 @@ def _run(args: argparse.Namespace) -> int:
 
     plans, bad = _preflight(args)
     for inp, e in bad:
-        _err(str(e))
+        _err(str(e) if e.path else f"{inp}: {e}")  # e.g. --bit-depth 32f for a .flac output
     if params_out is not None:
         for plan in plans:
             if _same_file(params_out, plan.input) or _same_file(params_out, plan.output):

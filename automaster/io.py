@@ -452,10 +452,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_parts(target: Path, suffix: str = ".part") -> list[Path]:
+def temp_prefix(target: Path) -> str:
+    """``.NAME.<pid>@<host>.``: the start of this process's temporary names for ``target``
+    (see :func:`new_temp_file`; the album's staging folder uses it too)."""
+    return f".{Path(target).name}.{os.getpid()}@{_host_tag()}."
+
+
+def remove_stale_parts(target: Path, suffix: str = ".part", *,
+                       folders: bool = False) -> list[Path]:
     """Delete hidden temporary files of ``target`` left by runs that died (SIGKILL, power
     loss): those whose writer (same host, pid in the name) no longer exists, and any older
-    than STALE_PART_AGE_S. A live run's part is never touched. Returns what was removed."""
+    than STALE_PART_AGE_S. A live run's part is never touched. Returns what was removed.
+    ``folders``: the temporaries are folders (an album's staging folder), removed whole."""
+    import shutil
     import time
 
     pat = _part_pattern(target.name, suffix)
@@ -476,13 +485,16 @@ def remove_stale_parts(target: Path, suffix: str = ".part") -> list[Path]:
             continue
         import stat as _stat
 
-        if not _stat.S_ISREG(st.st_mode):
+        if not (_stat.S_ISDIR(st.st_mode) if folders else _stat.S_ISREG(st.st_mode)):
             continue
         dead = (m.group("pid") is not None and m.group("host") == host
                 and not _pid_alive(int(m.group("pid"))))
         if dead or now - st.st_mtime > STALE_PART_AGE_S:
             try:
-                os.unlink(entry.path)
+                if folders:
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
                 removed.append(Path(entry.path))
             except OSError:
                 pass
@@ -523,8 +535,8 @@ def new_temp_file(target: Path, suffix: str = ".part") -> Path:
     remove_stale_parts(target, suffix)
     mask = _block_signals()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}@{_host_tag()}.",
-                                   suffix=suffix, dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=suffix,
+                                   dir=target.parent)
         _LIVE_TEMP.add(tmp)
         os.close(fd)
     finally:

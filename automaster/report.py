@@ -145,6 +145,24 @@ def restoration_words(restoration: dict[str, Any] | None, width: int = 90) -> li
     return lines
 
 
+def quiet_missing_glyphs(draw):
+    """``draw`` without matplotlib's "Glyph N missing from font(s)" warnings: a title or
+    file name in CJK or with an emoji is drawn as boxes by the bundled DejaVu font (the
+    JSON keeps the exact text); the warnings were printed on stderr, two lines per glyph."""
+    import functools
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+@quiet_missing_glyphs
 def draw_report(doc: dict[str, Any], path: str | os.PathLike) -> None:
     """Render the report document as a PNG (2x2 panels)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

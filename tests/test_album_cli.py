@@ -149,6 +149,24 @@ def test_album_mode_keeps_relative_loudness(album_run, tracks):
     assert doc["loudness_over_time"]["time_s"] and doc["sequence"]["order"] == [1, 2, 3]
 
 
+def stale_staging(folder: Path, name: str) -> tuple[Path, Path]:
+    """Hidden staging folders of album runs to folder/name: one of a dead process (as a
+    SIGKILL leaves it, with a whole album.wav) and one of this live process."""
+    import subprocess
+    import sys
+
+    from automaster.io import _host_tag
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = folder / f".{name}.{p.pid}@{_host_tag()}.abc123xy.album"
+    live = folder / f".{name}.{os.getpid()}@{_host_tag()}.def456xy.album"
+    for d in (dead, live):
+        d.mkdir()
+        (d / "album.wav").write_bytes(b"x" * 1000)
+    return dead, live
+
+
 def test_track_mode_mixed_inputs(tracks, tmp_path, capsys):
     """Track mode; a mono track at 48 kHz (resampled, upmixed); duplicate titles."""
     other = tmp_path / "b"
@@ -157,11 +175,16 @@ def test_track_mode_mixed_inputs(tracks, tmp_path, capsys):
     mono = other / "song.wav"
     sf.write(str(mono), x.T, 48000, subtype="PCM_16")
     out = tmp_path / "out"
+    # staging folders beside DIR: a SIGKILLed run's (its pid is gone) and a live run's
+    dead, live = stale_staging(tmp_path, "out")
     code, _, err = run([tracks["interlude"], tracks["song"], mono, tracks["single"], "-o", out,
                         "--loudness", "track", "--gap", "0.5", "--crossfade", "0", "-q",
                         "--bit-depth", "16", "--cohesion", "0.5"], capsys)
     assert code == 0, err
     assert "mono, upmixed" in err and "resampled from 48000" in err
+    assert err.count("renamed to 'song (2)'") == 1, err  # a warning, not also a note
+    assert not dead.exists() and live.exists()  # the killed run's copy is gone
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [live.name]
     doc = json.loads((out / "album.json").read_text())
     assert [t["title"] for t in doc["tracks"]] == ["interlude", "song", "song (2)", "single"]
     assert doc["album"]["sample_rate"] == SR and doc["album"]["channels"] == 2

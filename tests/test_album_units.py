@@ -268,3 +268,16 @@ def test_auto_sequence_orders_by_energy():
     steps = np.sign(np.diff(e))
     assert list(steps) == [-1, 1, -1, 1]  # alternating down / up
     assert np.mean(e[:2]) > np.mean(e[-2:])  # strongest early
+
+
+@pytest.mark.filterwarnings("error")
+def test_pngs_draw_titles_the_font_lacks_without_warnings(tmp_path):
+    """A CJK or emoji title or file name: the bundled font draws boxes, and matplotlib's
+    "Glyph missing" warnings (two stderr lines per glyph) are not shown."""
+    from automaster.album.report import draw_album
+    from automaster.report import draw_report
+
+    draw_report({"output": "歌 🎵.wav"}, tmp_path / "one.png")
+    draw_album({"album": {"file": "album.wav", "title": "夜 🎵", "loudness_mode": "album",
+                          "target_lufs": -14.0}, "tracks": []}, str(tmp_path / "album.png"))
+    assert (tmp_path / "one.png").stat().st_size > 0 and (tmp_path / "album.png").stat().st_size > 0

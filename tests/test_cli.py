@@ -222,6 +222,17 @@ def test_flac_float_is_refused(files, out_dir, capsys):
     assert list(out_dir.iterdir()) == []
 
 
+def test_option_refused_per_file_in_folder_mode_names_the_file(files, out_dir, capsys):
+    """Folder mode: an output-format problem is each file's own error line, naming it."""
+    code, _, err = run([files["mix"], files["mono"], "-o", out_dir, "--format", "flac",
+                        "--bit-depth", "32f"], capsys)
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 2 and all("FLAC cannot store 32-bit float" in ln for ln in lines), err
+    assert str(files["mix"]) in lines[0] and str(files["mono"]) in lines[1], err
+    assert list(out_dir.iterdir()) == []
+
+
 def test_sample_rate_conversion(files, out_dir, capsys):
     out = out_dir / "r.wav"
     code, _, err = run([files["mix"], "-o", out, "--sample-rate", "48000"], capsys)

@@ -354,6 +354,19 @@ def test_samples_by_channels_array_says_transpose():
         master(synth_mix(1.0).T, SR, settings={})
 
 
+@pytest.mark.parametrize("what", ["audio", "reference"])
+def test_empty_array_says_empty_not_transpose(what):
+    from automaster import master
+
+    empty = np.zeros((2, 0), np.float32)
+    with pytest.raises(ValueError, match=f"{what} is empty") as e:
+        if what == "audio":
+            master(empty, SR, settings={})
+        else:
+            master(synth_mix(1.0), SR, reference=empty, device="cpu")
+    assert ".T" not in str(e.value)
+
+
 def test_tensor_that_requires_grad_is_detached():
     import torch
 

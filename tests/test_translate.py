@@ -87,6 +87,26 @@ def test_high_resolution_master_to_mp3(excerpt: Path, tmp_path: Path, ext: str, 
     assert _reference_true_peak_dbtp(out) <= CEILING + 0.05
 
 
+def test_codec_check_temporaries_are_cleaned_up(tmp_path: Path) -> None:
+    """A codec check's encoded file is a registered temporary named with the pid: nothing
+    stays, and one a SIGKILLed run left in the folder is removed by the next check."""
+    import subprocess
+    import sys
+
+    from automaster.io import ArraySource, _host_tag
+    from automaster.translate.codec import check_codec
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    stale = tmp_path / f".automaster-codec.{p.pid}@{_host_tag()}.abc123xy.mp3"
+    stale.write_bytes(b"x" * 1000)
+    rng = np.random.default_rng(2)
+    src = ArraySource((0.1 * rng.standard_normal((2, 44100))).astype(np.float32), 44100)
+    c = check_codec(src, CODEC_SAFE[0], tmp_dir=str(tmp_path))
+    assert c.decoded_rate == 44100 and math.isfinite(c.true_peak_dbtp)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_codec_safe_wav_gives_per_codec_figures_under_the_ceiling(excerpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "master.wav"
     rc = main([str(excerpt), "-o", str(out), "--target", "-9", "--codec-safe", "--report", "-q"])

@@ -210,9 +210,7 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
         clock[0] = now
 
     tracks, sr, channels = prepare(playlist, opts)
-    for n in playlist.notes:
-        note(n)
-    warnings: list[str] = list(playlist.notes)
+    warnings: list[str] = list(playlist.notes)  # reported with the album's warnings, once
 
     # 1. load and analyse (input loudness, features)
     for t in tracks:

@@ -1,5 +1,8 @@
 """Writing the album folder: everything goes to a hidden temporary folder first and is
-moved into place only when complete, so a failure or an interruption leaves nothing.
+moved into place only when complete, so a failure or an interruption leaves nothing. The
+staging folder (``.DIR.<pid>@<host>.<random>.album`` beside DIR) of a run that was killed
+outright (SIGKILL, power loss) is removed by the next album run to DIR, as a single
+master's ``.part`` file is (:func:`automaster.io.remove_stale_parts`).
 
 Fixed names: ``album.wav`` (or .flac/.aiff with ``--format``), ``NN - TITLE.wav`` per
 track, ``album.cue``, ``album.json``, ``album.png``, and with ``--ddp`` the folder ``DDP``
@@ -30,6 +33,7 @@ FORMAT_EXT = {"wav": ".wav", "flac": ".flac", "aiff": ".aiff"}
 FIXED = ("album.cue", "album.json", "album.png")
 DDP_FOLDER = "DDP"
 BLOCK = 1 << 20
+STAGING_SUFFIX = ".album"  # the staging folder: .DIR.<pid>@<host>.<random>.album
 
 
 def track_filenames(titles: list[str], ext: str) -> list[str]:
@@ -99,8 +103,13 @@ def write_album_folder(res: Any, out_dir: Path, fmt: str = "wav", bit_depth: str
     if container == "WAV" and res.album.size * 4 > 0xFFFF0000:
         container = "RF64"
     parent = out_dir.parent if str(out_dir.parent) else Path(".")
+    from automaster.io import remove_stale_parts, temp_prefix
+
+    # a SIGKILLed run's staging folder (a whole album.wav) goes; a live run's stays
+    remove_stale_parts(out_dir, STAGING_SUFFIX, folders=True)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.album-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out_dir), suffix=STAGING_SUFFIX,
+                                    dir=parent))
     except OSError as e:
         raise OutputError(f"cannot create a temporary folder ({one_line(e)})", parent) from None
     try:

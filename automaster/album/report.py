@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from automaster.report import _clean
+from automaster.report import _clean, quiet_missing_glyphs
 
 
 def _spread(values: list[Any]) -> float | None:
@@ -133,6 +133,7 @@ def restoration_panel(doc: dict[str, Any], max_lines: int = 12) -> list[str]:
     return lines
 
 
+@quiet_missing_glyphs
 def draw_album(doc: dict[str, Any], path: str) -> None:
     """The PNG: loudness over time with track boundaries; loudness per track; what
     restoration found and did per track (when it ran)."""

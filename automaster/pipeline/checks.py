@@ -43,6 +43,8 @@ def as_audio_array(audio: Any, what: str) -> np.ndarray:
 
 
 def check_orientation(x: np.ndarray, what: str) -> None:
+    if x.size == 0:  # (2, 0) is no audio, not a transposed array
+        raise ValueError(f"{what} is empty (shape {x.shape}: no samples)")
     if x.shape[0] > x.shape[1]:
         if x.shape[1] <= 8:
             raise ValueError(f"{what} has shape {x.shape}, which looks like (samples, channels); "

@@ -209,13 +209,17 @@ def check_codec(source, codec: Codec, path: str | os.PathLike | None = None,
         encode(source, path, codec)
         m, rate = decode_measure(path)
         return CodecCheck(codec, m, rate)
-    fd, tmp = tempfile.mkstemp(prefix=".automaster-codec-", suffix=codec.extension, dir=tmp_dir)
-    os.close(fd)
+    from automaster.io import discard_temp_file, new_temp_file
+
+    # .automaster-codec.<pid>@<host>.<random>.mp3: removed on Ctrl-C, and by a later check
+    # in the same folder when a killed run (SIGKILL) left it
+    tmp = new_temp_file(Path(tmp_dir or tempfile.gettempdir()) / "automaster-codec",
+                        suffix=codec.extension)
     try:
         encode(source, tmp, codec)
         m, rate = decode_measure(tmp)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        discard_temp_file(tmp)
     return CodecCheck(codec, m, rate)
 
 
