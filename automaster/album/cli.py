@@ -104,6 +104,10 @@ def _options(args: argparse.Namespace):
                         f"{args.sample_rate}")
     if args.crossfade and args.gap != 2.0:
         raise UserError("--gap and --crossfade are alternatives; give one")
+    from automaster.io import output_subtype
+
+    # --format flac --bit-depth 32f: refused now, not after the whole album is mastered
+    output_subtype({"wav": "WAV", "flac": "FLAC", "aiff": "AIFF"}[args.format], args.bit_depth)
     from automaster.cli import check_restore_arguments
 
     check_restore_arguments(args)
