@@ -218,6 +218,10 @@ def _check_writable_dir(folder: Path, what: str) -> None:
 
 
 def _check_new_file(path: Path, force: bool) -> None:
+    name_bytes = len(path.name.encode("utf-8", "surrogateescape"))
+    if name_bytes > 255:  # e.g. OUT.report.json of a long OUT: refused now, not after the master
+        raise OutputError(f"file name too long ({name_bytes} bytes of UTF-8; file systems "
+                          f"allow 255)", path)
     if path.is_dir():
         raise OutputError("is a folder", path)
     if path.exists() and not force:

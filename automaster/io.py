@@ -433,10 +433,28 @@ def _host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:32] or "host"
 
 
+TEMP_NAME_BYTES = 120  # of NAME kept in a temporary's name (file names: at most 255 bytes)
+
+
+def _temp_stem(name: str) -> str:
+    """NAME as it appears in its temporaries' names: itself, or when longer than
+    TEMP_NAME_BYTES in UTF-8, its first bytes + "~" + 8 hex digits of its SHA-1, so that
+    ``.NAME.<pid>@<host>.<random>.part`` stays within the 255-byte limit of a file name
+    whenever NAME itself does (a 244-byte NAME failed with "File name too long")."""
+    import hashlib
+
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= TEMP_NAME_BYTES:
+        return name
+    head = raw[:TEMP_NAME_BYTES - 9].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha1(raw).hexdigest()[:8]}"
+
+
 def _part_pattern(name: str, suffix: str) -> "re.Pattern[str]":
     """Our temp names: ``.NAME.<pid>@<host>.<random>SUFFIX`` (current) or
-    ``.NAME.<random>SUFFIX`` (before the pid was recorded)."""
-    return re.compile(r"\." + re.escape(name) + r"\.(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.)?"
+    ``.NAME.<random>SUFFIX`` (before the pid was recorded); NAME as :func:`_temp_stem`."""
+    return re.compile(r"\." + re.escape(_temp_stem(name))
+                      + r"\.(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.)?"
                       r"[A-Za-z0-9_]{6,}" + re.escape(suffix))
 
 
@@ -455,7 +473,7 @@ def _pid_alive(pid: int) -> bool:
 def temp_prefix(target: Path) -> str:
     """``.NAME.<pid>@<host>.``: the start of this process's temporary names for ``target``
     (see :func:`new_temp_file`; the album's staging folder uses it too)."""
-    return f".{Path(target).name}.{os.getpid()}@{_host_tag()}."
+    return f".{_temp_stem(Path(target).name)}.{os.getpid()}@{_host_tag()}."
 
 
 def remove_stale_parts(target: Path, suffix: str = ".part", *,

@@ -233,6 +233,13 @@ def test_option_refused_per_file_in_folder_mode_names_the_file(files, out_dir, c
     assert list(out_dir.iterdir()) == []
 
 
+def test_report_name_too_long_is_refused_before_work(files, out_dir, capsys):
+    out = out_dir / ("é" * 120 + ".wav")  # legal; OUT.report.json is 256 bytes
+    code, _, err = run([files["mix"], "-o", out, "--report"], capsys)
+    assert_user_error(code, err, "report.json: file name too long (256 bytes")
+    assert list(out_dir.iterdir()) == []
+
+
 def test_sample_rate_conversion(files, out_dir, capsys):
     out = out_dir / "r.wav"
     code, _, err = run([files["mix"], "-o", out, "--sample-rate", "48000"], capsys)
