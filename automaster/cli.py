@@ -398,9 +398,24 @@ class _Bar:
 _BARS_ACTIVE = [False]
 
 
+def printable(message: str, stream: Any) -> str:
+    """``message`` as ``stream`` can encode it: a file name that is not UTF-8 reaches Python
+    as surrogate escapes, which a strict UTF-8 stdout (any UTF-8 locale but C) refuses; such
+    characters are written as backslash escapes, as Python's stderr does."""
+    enc = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        message.encode(enc)
+        return message
+    except UnicodeEncodeError:
+        return message.encode(enc, "backslashreplace").decode(enc, "replace")
+    except LookupError:
+        return message
+
+
 def _say(message: str, err: bool = False) -> None:
     """Print a line without tearing an active progress bar."""
     stream = sys.stderr if err else sys.stdout
+    message = printable(message, stream)
     if _BARS_ACTIVE[0]:
         from tqdm import tqdm
 

@@ -134,6 +134,13 @@ class AudioInfo:
                 f"({self.frames / sr:.2f} s)")
 
 
+def sf_path(path: str | os.PathLike) -> str | bytes:
+    """``path`` for soundfile: bytes on POSIX (``os.fsencode``), so that a file name that
+    is not UTF-8 (a Latin-1 name from an old archive, which Python keeps as surrogate
+    escapes) opens; soundfile would encode the str as strict UTF-8 and fail."""
+    return os.fspath(path) if os.name == "nt" else os.fsencode(path)
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Open ``path`` just enough to read its header; InputError for anything unusable."""
     import soundfile as sf
@@ -148,7 +155,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if p.stat().st_size == 0:
         raise InputError("empty file (0 bytes)", path)
     try:
-        info = sf.info(str(p))
+        info = sf.info(sf_path(p))
     except Exception as e:  # LibsndfileError, RuntimeError, TypeError from odd headers
         raise InputError(f"not a readable audio file ({_sf_reason(e)})", path) from None
     declared = wav_declared_frames(p) if str(info.format) in ("WAV", "WAVEX", "RF64") else None
@@ -259,7 +266,7 @@ class FileSource:
 
         self.path = os.fspath(path)
         try:
-            self._f = sf.SoundFile(self.path)
+            self._f = sf.SoundFile(sf_path(self.path))
         except Exception as e:
             raise InputError(f"not a readable audio file ({_sf_reason(e)})", self.path) from None
         self.sample_rate = int(self._f.samplerate)
@@ -679,7 +686,7 @@ class AudioWriter:
             codec = OUTPUT_CODECS[self.format]
             kwargs, sf_format = codec.sf_kwargs(self.channels), codec.format
         try:
-            self._f = sf.SoundFile(str(self.tmp), "w", samplerate=self.sample_rate,
+            self._f = sf.SoundFile(sf_path(self.tmp), "w", samplerate=self.sample_rate,
                                    channels=self.channels, format=sf_format,
                                    subtype=self.subtype, **kwargs)
         except Exception as e:

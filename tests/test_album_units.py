@@ -103,6 +103,16 @@ def test_playlist_that_is_not_utf8_says_so(tmp_path):
         read_playlist(p)
 
 
+def test_title_from_a_file_name_that_is_not_utf8_is_valid_text():
+    import os
+
+    from automaster.album.playlist import title_from_name
+
+    title = title_from_name(os.fsdecode(b"caf\xe9"))
+    assert title == "caf\ufffd"
+    cue_sheet("album.wav", SR, [CueTrack(title, 0, 0)]).encode("utf-8")
+
+
 def test_track_file_names_fit_the_255_byte_limit():
     """100 CJK characters are 300 bytes of UTF-8: a title's file name is cut by bytes too
     (it failed with an internal LibsndfileError after the whole album was mastered)."""

@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
                               f"replace; choose another folder", out)
 
     from automaster.album.master import master_album, prepare, transitions_for
+    from automaster.cli import printable
     from automaster.album.output import write_album_folder
 
     # every file and (in the given order) every transition checked before the heavy part
@@ -168,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
 
     def say(message: str, err: bool = False) -> None:
         if err or not args.quiet:
-            print(message, file=sys.stderr if err else sys.stdout, flush=True)
+            stream = sys.stderr if err else sys.stdout
+            print(printable(message, stream), file=stream, flush=True)
 
     def note(message: str) -> None:
         say(f"automaster: note: {one_line(message)}", err=True)

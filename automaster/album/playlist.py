@@ -241,6 +241,13 @@ def unique_titles(titles: list[str]) -> tuple[list[str], list[str]]:
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
 
 
+def title_from_name(stem: str) -> str:
+    """A file name (without extension) as a title: valid Unicode text. A name that is not
+    UTF-8 reaches Python as surrogate escapes, which no CUE or JSON can hold; its
+    undecodable bytes become U+FFFD."""
+    return stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def safe_filename(title: str, max_len: int = 120, max_bytes: int = 200) -> str:
     """A title made safe as a file name on common filesystems: at most ``max_len``
     characters and ``max_bytes`` bytes of UTF-8 (a name may have 255 bytes, and
