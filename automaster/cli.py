@@ -218,6 +218,10 @@ def _check_writable_dir(folder: Path, what: str) -> None:
 
 
 def _check_new_file(path: Path, force: bool) -> None:
+    name_bytes = len(path.name.encode("utf-8", "surrogateescape"))
+    if name_bytes > 255:  # e.g. OUT.report.json of a long OUT: refused now, not after the master
+        raise OutputError(f"file name too long ({name_bytes} bytes of UTF-8; file systems "
+                          f"allow 255)", path)
     if path.is_dir():
         raise OutputError("is a folder", path)
     if path.exists() and not force:
@@ -394,9 +398,24 @@ class _Bar:
 _BARS_ACTIVE = [False]
 
 
+def printable(message: str, stream: Any) -> str:
+    """``message`` as ``stream`` can encode it: a file name that is not UTF-8 reaches Python
+    as surrogate escapes, which a strict UTF-8 stdout (any UTF-8 locale but C) refuses; such
+    characters are written as backslash escapes, as Python's stderr does."""
+    enc = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        message.encode(enc)
+        return message
+    except UnicodeEncodeError:
+        return message.encode(enc, "backslashreplace").decode(enc, "replace")
+    except LookupError:
+        return message
+
+
 def _say(message: str, err: bool = False) -> None:
     """Print a line without tearing an active progress bar."""
     stream = sys.stderr if err else sys.stdout
+    message = printable(message, stream)
     if _BARS_ACTIVE[0]:
         from tqdm import tqdm
 

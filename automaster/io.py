@@ -134,6 +134,13 @@ class AudioInfo:
                 f"({self.frames / sr:.2f} s)")
 
 
+def sf_path(path: str | os.PathLike) -> str | bytes:
+    """``path`` for soundfile: bytes on POSIX (``os.fsencode``), so that a file name that
+    is not UTF-8 (a Latin-1 name from an old archive, which Python keeps as surrogate
+    escapes) opens; soundfile would encode the str as strict UTF-8 and fail."""
+    return os.fspath(path) if os.name == "nt" else os.fsencode(path)
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Open ``path`` just enough to read its header; InputError for anything unusable."""
     import soundfile as sf
@@ -148,7 +155,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if p.stat().st_size == 0:
         raise InputError("empty file (0 bytes)", path)
     try:
-        info = sf.info(str(p))
+        info = sf.info(sf_path(p))
     except Exception as e:  # LibsndfileError, RuntimeError, TypeError from odd headers
         raise InputError(f"not a readable audio file ({_sf_reason(e)})", path) from None
     declared = wav_declared_frames(p) if str(info.format) in ("WAV", "WAVEX", "RF64") else None
@@ -259,7 +266,7 @@ class FileSource:
 
         self.path = os.fspath(path)
         try:
-            self._f = sf.SoundFile(self.path)
+            self._f = sf.SoundFile(sf_path(self.path))
         except Exception as e:
             raise InputError(f"not a readable audio file ({_sf_reason(e)})", self.path) from None
         self.sample_rate = int(self._f.samplerate)
@@ -433,10 +440,28 @@ def _host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:32] or "host"
 
 
+TEMP_NAME_BYTES = 120  # of NAME kept in a temporary's name (file names: at most 255 bytes)
+
+
+def _temp_stem(name: str) -> str:
+    """NAME as it appears in its temporaries' names: itself, or when longer than
+    TEMP_NAME_BYTES in UTF-8, its first bytes + "~" + 8 hex digits of its SHA-1, so that
+    ``.NAME.<pid>@<host>.<random>.part`` stays within the 255-byte limit of a file name
+    whenever NAME itself does (a 244-byte NAME failed with "File name too long")."""
+    import hashlib
+
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= TEMP_NAME_BYTES:
+        return name
+    head = raw[:TEMP_NAME_BYTES - 9].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha1(raw).hexdigest()[:8]}"
+
+
 def _part_pattern(name: str, suffix: str) -> "re.Pattern[str]":
     """Our temp names: ``.NAME.<pid>@<host>.<random>SUFFIX`` (current) or
-    ``.NAME.<random>SUFFIX`` (before the pid was recorded)."""
-    return re.compile(r"\." + re.escape(name) + r"\.(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.)?"
+    ``.NAME.<random>SUFFIX`` (before the pid was recorded); NAME as :func:`_temp_stem`."""
+    return re.compile(r"\." + re.escape(_temp_stem(name))
+                      + r"\.(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.)?"
                       r"[A-Za-z0-9_]{6,}" + re.escape(suffix))
 
 
@@ -455,7 +480,7 @@ def _pid_alive(pid: int) -> bool:
 def temp_prefix(target: Path) -> str:
     """``.NAME.<pid>@<host>.``: the start of this process's temporary names for ``target``
     (see :func:`new_temp_file`; the album's staging folder uses it too)."""
-    return f".{Path(target).name}.{os.getpid()}@{_host_tag()}."
+    return f".{_temp_stem(Path(target).name)}.{os.getpid()}@{_host_tag()}."
 
 
 def remove_stale_parts(target: Path, suffix: str = ".part", *,
@@ -661,7 +686,7 @@ class AudioWriter:
             codec = OUTPUT_CODECS[self.format]
             kwargs, sf_format = codec.sf_kwargs(self.channels), codec.format
         try:
-            self._f = sf.SoundFile(str(self.tmp), "w", samplerate=self.sample_rate,
+            self._f = sf.SoundFile(sf_path(self.tmp), "w", samplerate=self.sample_rate,
                                    channels=self.channels, format=sf_format,
                                    subtype=self.subtype, **kwargs)
         except Exception as e:

@@ -200,6 +200,19 @@ def test_track_mode_mixed_inputs(tracks, tmp_path, capsys):
     assert np.all(np.ptp(used, axis=0) <= np.ptp(pred, axis=0) + 1e-6)
 
 
+def test_flac_float_refused_before_mastering(tracks, tmp_path, capsys, monkeypatch):
+    import automaster.album.master as album_master
+
+    def no_work(*a, **k):
+        raise AssertionError("the album was mastered before the options were checked")
+
+    monkeypatch.setattr(album_master, "master_album", no_work)
+    code, _, err = run([tracks["song"], tracks["single"], "-o", tmp_path / "out", "--format",
+                        "flac", "--bit-depth", "32f"], capsys)
+    one_error(code, err, "FLAC cannot store 32-bit float")
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_input_refused_before_work(tracks, tmp_path, capsys):
     out = tmp_path / "out"
     code, _, err = run([tracks["interlude"], tracks["song"], "-o", out, "--crossfade", "2.5"],

@@ -86,6 +86,46 @@ def test_json_playlist_errors():
         parse_json([{"file": "a.wav", "volume": 3}], "x.json")
 
 
+def test_json_playlist_lone_surrogate_is_refused():
+    """json.loads turns "\\ud800" into a lone surrogate: no file name, CUE or JSON can hold
+    it (it was an internal UnicodeEncodeError after the whole album was mastered)."""
+    import json
+
+    data = json.loads('[{"file": "a.wav", "title": "a\\ud800b"}]')
+    with pytest.raises(UserError, match="title .* not valid Unicode"):
+        parse_json(data, "x.json")
+
+
+def test_playlist_that_is_not_utf8_says_so(tmp_path):
+    p = tmp_path / "album.txt"
+    p.write_bytes(b"@title caf\xe9\na.wav\n")  # Latin-1, as an old editor saves it
+    with pytest.raises(UserError, match="not UTF-8 text .*0xe9.*save the playlist as UTF-8"):
+        read_playlist(p)
+
+
+def test_title_from_a_file_name_that_is_not_utf8_is_valid_text():
+    import os
+
+    from automaster.album.playlist import title_from_name
+
+    title = title_from_name(os.fsdecode(b"caf\xe9"))
+    assert title == "caf\ufffd"
+    cue_sheet("album.wav", SR, [CueTrack(title, 0, 0)]).encode("utf-8")
+
+
+def test_track_file_names_fit_the_255_byte_limit():
+    """100 CJK characters are 300 bytes of UTF-8: a title's file name is cut by bytes too
+    (it failed with an internal LibsndfileError after the whole album was mastered)."""
+    from automaster.album.output import track_filenames
+    from automaster.album.playlist import safe_filename
+
+    for title in ("夜" * 100, "é" * 130, "x" * 300, "🎵" * 70):
+        name = safe_filename(title)
+        assert 0 < len(name.encode("utf-8")) <= 200 and title.startswith(name)
+        for f in track_filenames([title] * 100, ".aiff"):
+            assert len(f.encode("utf-8")) <= 255
+
+
 def test_unique_titles():
     titles, notes = unique_titles(["Song", "song", "Intro", "Song"])
     assert titles == ["Song", "song (2)", "Intro", "Song (3)"]

@@ -233,6 +233,29 @@ def test_option_refused_per_file_in_folder_mode_names_the_file(files, out_dir, c
     assert list(out_dir.iterdir()) == []
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file names are bytes")
+def test_file_name_that_is_not_utf8(files, out_dir, capsys):
+    """A Latin-1 file name (bytes b"caf\\xe9.wav", from an old archive): soundfile got it
+    as a str and encoded it as strict UTF-8 ("not a readable audio file"), and the summary
+    line failed on a strict UTF-8 stdout (internal error after the master was written)."""
+    name = os.fsdecode(b"caf\xe9.wav")
+    try:
+        (out_dir / name).write_bytes(files["mix"].read_bytes())
+    except OSError:
+        pytest.skip("this file system refuses names that are not UTF-8")
+    code, out, err = run([out_dir / name, "-o", out_dir / os.fsdecode(b"m\xe4ster.wav")], capsys)
+    assert code == 0, err
+    assert "caf\\udce9.wav" in out  # escaped, as Python's stderr writes it
+    assert os.fsdecode(b"m\xe4ster.wav") in os.listdir(out_dir)
+
+
+def test_report_name_too_long_is_refused_before_work(files, out_dir, capsys):
+    out = out_dir / ("é" * 120 + ".wav")  # legal; OUT.report.json is 256 bytes
+    code, _, err = run([files["mix"], "-o", out, "--report"], capsys)
+    assert_user_error(code, err, "report.json: file name too long (256 bytes")
+    assert list(out_dir.iterdir()) == []
+
+
 def test_sample_rate_conversion(files, out_dir, capsys):
     out = out_dir / "r.wav"
     code, _, err = run([files["mix"], "-o", out, "--sample-rate", "48000"], capsys)

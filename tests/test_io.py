@@ -297,3 +297,24 @@ def test_meter_gain_db_moves_only_the_absolute_gate():
     assert m.integrated_lufs() == -np.inf
     reference = pyloudnorm.Meter(sr).integrated_loudness(loud.T.astype(np.float64)) - 60.0
     assert m.integrated_lufs(gain_db=50.0) == pytest.approx(reference, abs=0.05)
+
+
+def test_temporaries_of_a_long_output_name_fit_the_name_limit(tmp_path):
+    """A 244-byte output name is legal; its hidden temporary (".NAME.<pid>@<host>.<random>.part")
+    must be too (it failed with "File name too long"), and a dead run's temporary of that
+    name is still recognized and removed."""
+    import subprocess
+    import sys
+
+    target = tmp_path / ("é" * 120 + ".wav")
+    assert len(target.name.encode()) == 244
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = tmp_path / (aio.temp_prefix(target).replace(f".{os.getpid()}@", f".{p.pid}@")
+                       + "abc123xy.part")
+    dead.write_bytes(b"x")
+    tmp = aio.new_temp_file(target)
+    assert len(tmp.name.encode()) <= 255 and not dead.exists()
+    aio.discard_temp_file(tmp)
+    aio.write_audio(target, np.zeros((2, 4410), np.float32), 44100)
+    assert sorted(q.name for q in tmp_path.iterdir()) == [target.name]

@@ -245,8 +245,12 @@ def test_too_long_for_memory(music):
     assert restore_input(src, job) is src  # auto: skipped, said so
     assert job.restoration["findings"] == [] and "too long" in job.restoration["skipped"]
     assert any("restoration skipped" in w for w in job.warnings)
-    with pytest.raises(UserError, match="long.wav.*too long.*--restore off"):
+    with pytest.raises(UserError, match="long.wav.*too long.*leave out --restore dc\\b"):
         restore_input(src, Job(name="long.wav", restore="dc", restore_max_bytes=1000))
+    # --denoise asked for it: the advice names --denoise ("--restore off" would not help)
+    with pytest.raises(UserError, match="too long.*leave out --denoise \\("):
+        restore_input(src, Job(name="long.wav", restore="off", denoise=0.5,
+                               restore_max_bytes=1000))
 
 
 def test_album_restores_each_track(files, music):

@@ -109,6 +109,10 @@ def _options(args: argparse.Namespace):
                         f"{args.sample_rate}")
     if args.crossfade and args.gap != 2.0:
         raise UserError("--gap and --crossfade are alternatives; give one")
+    from automaster.io import output_subtype
+
+    # --format flac --bit-depth 32f: refused now, not after the whole album is mastered
+    output_subtype({"wav": "WAV", "flac": "FLAC", "aiff": "AIFF"}[args.format], args.bit_depth)
     from automaster.cli import check_restore_arguments
 
     check_restore_arguments(args)
@@ -164,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
                               f"replace; choose another folder", out)
 
     from automaster.album.master import master_album, prepare, transitions_for
+    from automaster.cli import printable
     from automaster.album.output import write_album_folder
 
     # every file and (in the given order) every transition checked before the heavy part
@@ -172,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
 
     def say(message: str, err: bool = False) -> None:
         if err or not args.quiet:
-            print(message, file=sys.stderr if err else sys.stdout, flush=True)
+            stream = sys.stderr if err else sys.stdout
+            print(printable(message, stream), file=stream, flush=True)
 
     def note(message: str) -> None:
         say(f"automaster: note: {one_line(message)}", err=True)

@@ -24,7 +24,7 @@ import numpy as np
 from automaster.album.assemble import (Layout, Transition, assemble, fix_cut_edges,
                                        limit_overlaps, plan_layout, TP_MARGIN_DB)
 from automaster.album.levels import TOLERANCE_LU, LevelPlan, faded_hops, plan_levels
-from automaster.album.playlist import Playlist, unique_titles
+from automaster.album.playlist import Playlist, title_from_name, unique_titles
 from automaster.album.sequence import Features, analyze, keep_order, propose_order
 from automaster.errors import InputError, UserError
 
@@ -112,7 +112,7 @@ def prepare(playlist: Playlist, opts: AlbumOptions) -> tuple[list[Track], int, i
     for i, spec in enumerate(playlist.tracks):
         info = probe(spec.path)
         check_input_info(info, downmix=opts.downmix)
-        t = Track(i, spec.path, spec.title or spec.path.stem, spec, info)
+        t = Track(i, spec.path, spec.title or title_from_name(spec.path.stem), spec, info)
         t.fade_in = opts.fade_in if spec.fade_in is None else spec.fade_in
         t.fade_out = opts.fade_out if spec.fade_out is None else spec.fade_out
         t.offset = spec.offset

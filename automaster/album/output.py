@@ -152,11 +152,11 @@ def _write_album_audio(album: np.ndarray, sr: int, path: Path, container: str,
                        subtype: str) -> None:
     import soundfile as sf
 
-    from automaster.io import DITHER_SEED, quantize
+    from automaster.io import DITHER_SEED, quantize, sf_path
 
     bits = {"PCM_16": 16, "PCM_24": 24}.get(subtype)
     rng = np.random.default_rng(DITHER_SEED)
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=album.shape[0], format=container,
+    with sf.SoundFile(sf_path(path), "w", samplerate=sr, channels=album.shape[0], format=container,
                       subtype=subtype) as f:
         for s in range(0, album.shape[1], BLOCK):
             block = album[:, s:s + BLOCK]
@@ -174,11 +174,13 @@ def _cut_tracks(album_path: Path, layout: Any, paths: list[Path], container: str
     """Copy each track's span of the written album file, sample for sample."""
     import soundfile as sf
 
+    from automaster.io import sf_path
+
     dtype = "float32" if subtype == "FLOAT" else ("int16" if subtype == "PCM_16" else "int32")
-    with sf.SoundFile(str(album_path)) as src:
+    with sf.SoundFile(sf_path(album_path)) as src:
         for p, path in zip(layout.tracks, paths):
             src.seek(p.cut)
-            with sf.SoundFile(str(path), "w", samplerate=src.samplerate, channels=src.channels,
+            with sf.SoundFile(sf_path(path), "w", samplerate=src.samplerate, channels=src.channels,
                               format="WAV" if container == "RF64" else container,
                               subtype=subtype) as dst:
                 left = p.end - p.cut

@@ -98,6 +98,11 @@ def _text(key: str, value: Any, where: str) -> str:
     text = " ".join(str(value).split())
     if not text:
         raise UserError(f"{where}: {key} is empty")
+    try:  # a JSON "\ud800" escape is a lone surrogate: no file name, CUE or JSON can hold it
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{where}: {key} {value!r} is not valid Unicode text (lone surrogate)") \
+            from None
     if key == "isrc":
         text = text.replace("-", "").upper()
         if not ISRC_RE.match(text):
@@ -196,7 +201,10 @@ def read_playlist(path: str | os.PathLike) -> Playlist:
         text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UserError("playlist not found", p) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise UserError(f"is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                        f"{e.start}); save the playlist as UTF-8", p) from None
+    except OSError as e:
         raise UserError(f"cannot read the playlist ({type(e).__name__})", p) from None
     base = p.parent
     stripped = text.lstrip()
@@ -233,7 +241,17 @@ def unique_titles(titles: list[str]) -> tuple[list[str], list[str]]:
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
 
 
-def safe_filename(title: str, max_len: int = 120) -> str:
-    """A title made safe as a file name on common filesystems."""
-    name = _UNSAFE.sub("_", title).strip().strip(".")
-    return (name[:max_len].rstrip() or "untitled")
+def title_from_name(stem: str) -> str:
+    """A file name (without extension) as a title: valid Unicode text. A name that is not
+    UTF-8 reaches Python as surrogate escapes, which no CUE or JSON can hold; its
+    undecodable bytes become U+FFFD."""
+    return stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def safe_filename(title: str, max_len: int = 120, max_bytes: int = 200) -> str:
+    """A title made safe as a file name on common filesystems: at most ``max_len``
+    characters and ``max_bytes`` bytes of UTF-8 (a name may have 255 bytes, and
+    "NN - " and the extension come on top; 100 CJK characters are 300 bytes)."""
+    name = _UNSAFE.sub("_", title).strip().strip(".")[:max_len]
+    name = name.encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
+    return name.rstrip() or "untitled"

@@ -57,7 +57,13 @@ def restore_input(source: Source, job: Job, progress: Progress | None = None) ->
                f"{limit_min:.1f} min at {source.sample_rate} Hz, {source.channels} "
                f"channel{'s' if source.channels != 1 else ''})")
         if explicit(job):
-            raise UserError(f"{why}; use --restore off", job.name)
+            spec = str(job.restore if job.restore is not None else "auto").strip().lower()
+            asked = [opt for opt, on in ((f"--restore {spec}", spec not in OFF + ("auto",)),
+                                         ("--denoise", job.denoise is not None),
+                                         ("--mono-bass", job.mono_bass_hz is not None)) if on]
+            # name what asked for it: "--restore off" alone does not help with --denoise
+            raise UserError(f"{why}; leave out {' and '.join(asked)} (with the default "
+                            f"--restore auto it is skipped with a warning)", job.name)
         job.warnings.append(f"restoration skipped: {why}")
         job.restoration = {"mode": mode, "skipped": why, "findings": []}
         return source

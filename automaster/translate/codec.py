@@ -148,8 +148,10 @@ def encode(source, path: str | os.PathLike, codec: Codec) -> None:
     peaks above full scale are exactly what the ceiling loop is there to catch."""
     import soundfile as sf
 
+    from automaster.io import sf_path
+
     src = _resampled(source, codec)
-    with sf.SoundFile(os.fspath(path), "w", samplerate=src.sample_rate, channels=src.channels,
+    with sf.SoundFile(sf_path(path), "w", samplerate=src.sample_rate, channels=src.channels,
                       format=codec.format, subtype=codec.subtype,
                       **codec.sf_kwargs(src.channels)) as f:
         for s in range(0, src.frames, BLOCK):
@@ -163,9 +165,10 @@ def decode_measure(path: str | os.PathLike):
     (Measurement, sample rate)."""
     import soundfile as sf
 
+    from automaster.io import sf_path
     from automaster.metering import Meter
 
-    with sf.SoundFile(os.fspath(path)) as f:
+    with sf.SoundFile(sf_path(path)) as f:
         meter = Meter(f.samplerate, f.channels, true_peak=True)
         while True:
             data = f.read(BLOCK, dtype="float32", always_2d=True)
