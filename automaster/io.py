@@ -82,8 +82,10 @@ def output_format(path: str | os.PathLike) -> str:
     ext = Path(path).suffix.lower()
     if ext not in EXTENSIONS:
         known = ", ".join(sorted(EXTENSIONS))
-        raise OutputError(f"unsupported output extension {ext or '(none)'!r}; use one of {known}",
-                          path)
+        if not ext:  # "-o masters" for a folder that does not exist yet
+            raise OutputError(f"the output has no file extension and is not an existing folder; "
+                              f"use one of {known}, or create the folder first", path)
+        raise OutputError(f"unsupported output extension {ext!r}; use one of {known}", path)
     return EXTENSIONS[ext]
 
 

@@ -37,6 +37,9 @@ def test_output_format_from_extension(name, fmt):
 def test_output_format_rejects_unknown_extension():
     with pytest.raises(OutputError, match="unsupported output extension"):
         aio.output_format("x.mp4")
+    # "-o masters" for a folder not made yet: say what is missing, not "extension '(none)'"
+    with pytest.raises(OutputError, match="no file extension and is not an existing folder"):
+        aio.output_format("masters")
 
 
 def test_subtypes_and_incompatible_bit_depths():
