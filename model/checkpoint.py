@@ -9,6 +9,7 @@ any problem raises a one-line ``CheckpointError`` naming the file.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import hashlib
 import json
 import math
@@ -310,6 +311,9 @@ def read_metadata(path_or_name: str | os.PathLike) -> dict[str, Any]:
     stem = resolve_checkpoint(path_or_name)
     json_path = stem.with_suffix(".json")
     if not json_path.exists():
+        if not json_path.parent.is_dir() or not any(json_path.parent.glob(glob.escape(stem.name) + ".*")):
+            raise CheckpointError(f"{path_or_name}: model checkpoint not found (no "
+                                  f"{stem.name}.safetensors / .json in {json_path.parent})")
         raise CheckpointError(f"{json_path}: checkpoint metadata file not found")
     try:
         size = json_path.stat().st_size

@@ -147,10 +147,15 @@ def test_missing_tensor_refused(saved):
 
 
 def test_missing_files_refused(saved):
+    meta = saved.with_suffix(".json")
+    text = meta.read_text()
+    meta.unlink()
+    _refused(saved, "metadata file not found")
+    meta.write_text(text)
     saved.unlink()
     _refused(saved, "weights file not found")
-    saved.with_suffix(".json").unlink()
-    _refused(saved, "metadata file not found")
+    meta.unlink()   # nothing there at all: a wrong path, named as given
+    _refused(saved, "model checkpoint not found")
 
 
 def test_registry_names(tmp_path, monkeypatch, trained, audio):
