@@ -271,13 +271,15 @@ class FeatureExtractor(nn.Module):
                           center=False, return_complex=True)
         n_bins, n_frames = spec.shape[-2], spec.shape[-1]
         ri = torch.view_as_real(spec).reshape(batch, k, chans, n_bins, n_frames, 2)
-        power = ri.square().sum(dim=-1)                          # (B, K, C, F, T)
+        # re^2 + im^2 written out: a reduction over the size-2 last axis is ~10x slower
+        power = ri[..., 0].square() + ri[..., 1].square()       # (B, K, C, F, T)
         p_mean = power.mean(dim=2)                               # (B, K, F, T)
         mel = torch.einsum("mf,bkft->bkmt", fb, p_mean)          # (B, K, M, T)
         psd = p_mean.sum(dim=(1, 3))                             # (B, F)
         if chans == 2:
             # |(L +- R) / 2|^2 = (|L|^2 + |R|^2 +- 2 Re(L conj R)) / 4
-            cross = (ri[:, :, 0] * ri[:, :, 1]).sum(dim=-1).sum(dim=(1, 3))
+            left, right = ri[:, :, 0], ri[:, :, 1]
+            cross = (left[..., 0] * right[..., 0] + left[..., 1] * right[..., 1]).sum(dim=(1, 3))
             both = power.sum(dim=(1, 4))                         # (B, C, F)
             pm = 0.25 * (both[:, 0] + both[:, 1] + 2.0 * cross)
             ps = 0.25 * (both[:, 0] + both[:, 1] - 2.0 * cross)
