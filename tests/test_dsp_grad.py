@@ -260,6 +260,46 @@ def test_gradcheck_biquad_cascade_rows():
     check(_ops.biquad_cascade_rows, rows(12), coef)
 
 
+@pytest.mark.parametrize("r, n", [(1, 1), (2, 1), (3, 2), (4, 3), (5, 257), (16, 4096)])
+def test_biquad_cascade_gradient_matches_a_numpy_adjoint(r, n):
+    """The backward kernel (rows in pairs, odd counts, signals shorter than the filter's
+    memory) against the adjoint written out in numpy, float32 audio as in training:
+    v[t] = g[t] - a1 v[t+1] - a2 v[t+2], dx = b * v shifted, db_k = v . x[t-k],
+    da_k = -v . y[t-k], section by section from the last."""
+    coef = torch.stack([stable_biquads(r, 40 + n), stable_biquads(r, 41 + n), stable_biquads(r, 42 + n)], dim=1)
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(r, n, generator=g).requires_grad_(True)
+    c = coef.clone().requires_grad_(True)
+    y = _ops.biquad_cascade_rows(x, c)
+    gy = torch.randn(r, n, generator=g)
+    y.backward(gy)
+
+    def filt(sig, b):  # direct form I in float64, sample by sample
+        out = np.zeros_like(sig)
+        for t in range(len(sig)):
+            out[t] = (b[0] * sig[t] + (b[1] * sig[t - 1] if t >= 1 else 0.0) + (b[2] * sig[t - 2] if t >= 2 else 0.0)
+                      - (b[3] * out[t - 1] if t >= 1 else 0.0) - (b[4] * out[t - 2] if t >= 2 else 0.0))
+        return out
+
+    cn = coef.numpy()
+    for row in range(r):
+        sig = [x.detach().numpy()[row].astype(np.float64)]
+        for k in range(3):
+            sig.append(filt(sig[-1], cn[row, k]))
+        grad = gy.numpy()[row].astype(np.float64)
+        dcoef = np.zeros((3, 5))
+        for k in range(2, -1, -1):
+            b, xin, yout = cn[row, k], sig[k], sig[k + 1]
+            v = np.zeros(n + 2)
+            for t in range(n - 1, -1, -1):
+                v[t] = grad[t] - b[3] * v[t + 1] - b[4] * v[t + 2]
+            vv = v[:n]
+            dcoef[k] = [vv @ xin, vv[1:] @ xin[:-1], vv[2:] @ xin[:-2], -(vv[1:] @ yout[:-1]), -(vv[2:] @ yout[:-2])]
+            grad = b[0] * vv + b[1] * v[1:n + 1] + b[2] * v[2:n + 2]
+        np.testing.assert_allclose(x.grad.numpy()[row], grad, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(grad).max()))
+        np.testing.assert_allclose(c.grad.numpy()[row], dcoef, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(dcoef).max()))
+
+
 def test_gradcheck_smooth_rows():
     g = torch.Generator().manual_seed(14)
     rise = (0.5 + 0.45 * torch.rand(3, generator=g, dtype=torch.float64)).requires_grad_(True)
