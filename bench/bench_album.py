@@ -9,7 +9,9 @@ looped, each rotated by a different offset and set to a different level between 
   its reference (as bench/bench_master.py), summed.
 Prints the wall times and the ratio album / Matchering (bar: <= 0.25), and the CPU
 times (user + system, all threads) beside them: on a shared, busy machine the wall
-times swing with the other jobs' load, the CPU times much less.
+times swing with the other jobs' load, the CPU times much less. Also the album
+process's peak memory (ru_maxrss) beside the album's size as float32 samples: the
+album is mastered in memory.
 
     python -m bench.bench_album [--tracks 10] [--seconds 180] [--repeats 1]
 """
@@ -78,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"automaster album failed: {res.stderr.strip()}")
         doc = json.loads((out / "album.json").read_text())
         rows = {"automaster album, one process (s)": min(album_times),
-                "automaster album, CPU time (s)": min(album_cpu)}
+                "automaster album, CPU time (s)": min(album_cpu),
+                # Linux reports ru_maxrss in KiB: the largest child so far, i.e. the album
+                "automaster album, peak memory (MB)": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
+                "album as float32 samples (MB)": args.tracks * args.seconds * SR * 2 * 4 / 2**20}
         if not args.skip_matchering:
             import matchering as mg
 
