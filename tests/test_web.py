@@ -305,6 +305,18 @@ def test_form_fields_become_the_cli_options(tmp_path):
         m.close()
 
 
+def test_page_controls_denoise_and_codec_safe_are_accepted(client, excerpt):
+    """The page sends denoise and codec_safe as form fields (app.js formData): the upload
+    must take them (it refused the whole job with "unknown field 'denoise'")."""
+    r = client.post("/api/jobs", headers=AUTH,
+                    files=[("file", ("a.wav", excerpt.read_bytes(), "audio/wav"))],
+                    data={"denoise": "0.5", "codec_safe": "1"})
+    assert r.status_code == 200, r.text
+    job = client.manager.get(r.json()["id"])
+    assert job.options["denoise"] == "0.5" and job.options["codec_safe"] == "1"
+    client.delete(f"/api/jobs/{job.id}", headers=AUTH)
+
+
 def test_restore_reaches_the_cli(client, excerpt):
     """The page's restoration checkbox sends restore=auto|off (enabled because GET
     /api/info lists --restore); the CLI runs with it and its findings reach the report.
