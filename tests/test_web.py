@@ -317,6 +317,19 @@ def test_page_controls_denoise_and_codec_safe_are_accepted(client, excerpt):
     client.delete(f"/api/jobs/{job.id}", headers=AUTH)
 
 
+def test_non_finite_settings_are_refused_and_the_job_stays_readable(client, excerpt):
+    """Python's json reads NaN and 1e400 (inf): an edit holding one was accepted, the job's
+    settings became NaN and every later GET /api/jobs/{id} was a 500 (Starlette's JSON
+    refuses NaN), so the page could no longer show the job."""
+    jid = upload(client, "a.wav", excerpt.read_bytes())
+    for body in (b'{"settings": {"eq.low_shelf.gain_db": NaN}}',
+                 b'{"settings": {"eq.low_shelf.gain_db": 1e400}}'):
+        r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH, content=body)
+        assert r.status_code == 400 and "finite" in r.json()["error"], r.text
+        assert client.get(f"/api/jobs/{jid}", headers=AUTH).status_code == 200
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)
+
+
 def test_restore_reaches_the_cli(client, excerpt):
     """The page's restoration checkbox sends restore=auto|off (enabled because GET
     /api/info lists --restore); the CLI runs with it and its findings reach the report.

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import automaster
+from automaster.errors import SettingsError
+from automaster.settings import parse_settings
 
 ERROR_PREFIX = "automaster: error: "
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3",
@@ -268,6 +270,10 @@ class JobManager:
                     isinstance(k, str) and isinstance(v, (int, float))
                     and not isinstance(v, bool) for k, v in settings.items()):
                 raise ValueError("settings must be an object of {parameter name: number}")
+            try:  # the CLI's own check: NaN and 1e400 (inf) parse as JSON numbers here
+                settings = parse_settings(settings)
+            except SettingsError as e:
+                raise ValueError(f"settings: {e.message}") from None
         album = body.get("album")
         if album is not None:
             if not job.album:
