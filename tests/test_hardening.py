@@ -367,6 +367,18 @@ def test_empty_array_says_empty_not_transpose(what):
     assert ".T" not in str(e.value)
 
 
+@pytest.mark.parametrize("rate", [-44100, 0, 100, 44100.7, 10**6])
+def test_bad_reference_sample_rate_is_named(rate):
+    """reference_sample_rate was not checked like sample_rate: -44100 gave "bad meter
+    setup", 100 called a full-scale reference "silent", 0 fell back to sample_rate and
+    44100.7 was truncated, silently."""
+    from automaster import master
+
+    x = synth_mix(1.0)
+    with pytest.raises(ValueError, match=r"^reference_sample_rate must be an integer"):
+        master(x, SR, reference=x, reference_sample_rate=rate, device="cpu")
+
+
 def test_tensor_that_requires_grad_is_detached():
     import torch
 

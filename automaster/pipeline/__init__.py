@@ -39,7 +39,8 @@ import numpy as np
 from automaster.errors import UserError
 from automaster.io import ArraySource, Source
 from automaster.pipeline.analyse import Analysis, analyse_input, check_reference_level, is_silent, measure_reference, reference_lufs
-from automaster.pipeline.checks import check_args, check_audio, check_length_and_values, reference_source
+from automaster.pipeline.checks import (check_args, check_audio, check_length_and_values,
+                                        check_sample_rate, reference_source)
 from automaster.pipeline.decide import choose_setting, load_model
 from automaster.pipeline.device import resolve_device
 from automaster.pipeline.job import Job, MasterResult, Progress, Timings, compute_threads
@@ -81,9 +82,11 @@ def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
               settings=dict(settings) if settings is not None else None, model=model,
               device=device, detail=detail, name="audio", restore=restore, denoise=denoise,
               mono_bass_hz=mono_bass_hz)
+    if reference_sample_rate is not None:
+        check_sample_rate(reference_sample_rate, "reference_sample_rate")
     if reference is not None:
-        job.reference, job.reference_name = reference_source(reference, reference_sample_rate
-                                                             or sample_rate)
+        job.reference, job.reference_name = reference_source(
+            reference, sample_rate if reference_sample_rate is None else reference_sample_rate)
     return master_source(ArraySource(x, sample_rate), job)
 
 
