@@ -78,8 +78,12 @@ def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
         raise ValueError("give either a reference or explicit settings, not both")
     restore, denoise, mono_bass_hz = check_restore_options(restore, denoise, mono_bass_hz,
                                                            sample_rate, cli=False)
+    if settings is not None:  # the values --params-in takes, with its messages
+        from automaster.settings import parse_settings
+
+        settings = parse_settings(settings)
     job = Job(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, intensity=float(intensity),
-              settings=dict(settings) if settings is not None else None, model=model,
+              settings=settings, model=model,
               device=device, detail=detail, name="audio", restore=restore, denoise=denoise,
               mono_bass_hz=mono_bass_hz)
     if reference_sample_rate is not None:
