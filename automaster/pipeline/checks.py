@@ -83,6 +83,17 @@ def check_sample_rate(rate: Any, what: str = "sample_rate") -> None:
 
 def check_args(sample_rate: Any, target_lufs: Any, ceiling_dbtp: Any, intensity: Any) -> None:
     check_sample_rate(sample_rate)
+    for name, value, optional in (("target_lufs", target_lufs, True),
+                                  ("ceiling_dbtp", ceiling_dbtp, True),
+                                  ("intensity", intensity, False)):
+        if value is None and optional:
+            continue
+        try:  # what math.isfinite below takes (0-d arrays and tensors too), but not text
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number, got {value!r:.40}") from None
     if target_lufs is not None and not (math.isfinite(target_lufs) and -70.0 < target_lufs <= 0.0):
         raise ValueError(f"target_lufs must be in (-70, 0], got {target_lufs}")
     if ceiling_dbtp is not None and not (math.isfinite(ceiling_dbtp) and -30.0 <= ceiling_dbtp <= 0.0):
