@@ -38,7 +38,7 @@ def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
         if p.stat().st_size > MAX_FILE_BYTES:
             raise SettingsError(f"too large for a settings file ({p.stat().st_size} bytes; at "
                                 f"most {MAX_FILE_BYTES})", path)
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM from Notepad is fine
     except (OSError, UnicodeDecodeError) as e:
         raise SettingsError(f"cannot read settings ({one_line(e)})", path) from None
     except json.JSONDecodeError as e:
