@@ -330,6 +330,21 @@ def test_non_finite_settings_are_refused_and_the_job_stays_readable(client, exce
     client.delete(f"/api/jobs/{jid}", headers=AUTH)
 
 
+def test_album_with_a_reference_is_refused_up_front(client, excerpt):
+    """The page sends the reference whatever the mode; an album job with one failed
+    after the upload with argparse's "unrecognized arguments: --reference (see automaster
+    album --help)", since the album command has no --reference."""
+    data = excerpt.read_bytes()
+    before = set(client.manager.root.iterdir())
+    r = client.post("/api/jobs", headers=AUTH, data={"album": "1"},
+                    files=[("file", ("a.wav", data, "audio/wav")),
+                           ("file", ("b.wav", data, "audio/wav")),
+                           ("reference", ("ref.wav", data, "audio/wav"))])
+    assert r.status_code == 400, r.text
+    assert "reference" in r.json()["error"] and "--help" not in r.json()["error"]
+    assert set(client.manager.root.iterdir()) == before
+
+
 def test_restore_reaches_the_cli(client, excerpt):
     """The page's restoration checkbox sends restore=auto|off (enabled because GET
     /api/info lists --restore); the CLI runs with it and its findings reach the report.

@@ -225,6 +225,10 @@ class JobManager:
             raise ValueError("bit_depth must be 16, 24 or 32f")
         job.bit_depth = bd
         if job.album:
+            if job.reference is not None and not _album_takes_reference():
+                raise ValueError("a reference track applies to single files and batches; "
+                                 "the album command has no --reference (remove the reference "
+                                 "or master the files without 'album')")
             job.album_options = self._album_options(form, {"sequence": "keep", "gap": 2.0})
             job.order = list(range(len(job.inputs)))
 
@@ -321,7 +325,7 @@ class JobManager:
             for key in ("target", "platform", "ceiling", "intensity", "restore", "denoise"):
                 if key in o:
                     argv += [f"--{key}", o[key]]
-            if job.reference is not None:  # the album command decides (it has no --reference)
+            if job.reference is not None:  # refused up front unless the album command takes it
                 argv += ["--reference", str(job.reference.path)]
             return argv
         argv += [str(i.path) for i in job.inputs]
@@ -602,6 +606,13 @@ class JobManager:
         with self.lock:
             self._ranges = ranges
         return ranges
+
+
+def _album_takes_reference() -> bool:
+    """Whether the installed album command has --reference (it has not so far)."""
+    from automaster.album.cli import build_parser
+
+    return any("--reference" in a.option_strings for a in build_parser()._actions)
 
 
 def _zip_folder(folder: Path, dest: Path) -> Path | None:
