@@ -371,6 +371,17 @@ def test_serve_without_the_extra_says_how_to_install(monkeypatch, capsys):
 
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400"])
+def test_serve_refuses_an_infinite_upload_limit(capsys, value):
+    """--max-upload-mb inf passed the '> 0' check and crashed with OverflowError (a
+    traceback) converting it to bytes, after the port was bound."""
+    from automaster.cli import main
+
+    assert main(["serve", "--max-upload-mb", value, "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-upload-mb" in err[0], err
+
+
 def test_album_job_orders_and_exports(client, tmp_path):
     from automaster.testing import synth_mix
 
