@@ -330,6 +330,16 @@ def test_non_finite_settings_are_refused_and_the_job_stays_readable(client, exce
     client.delete(f"/api/jobs/{jid}", headers=AUTH)
 
 
+def test_settings_body_nested_too_deeply_is_a_400(client, excerpt):
+    """JSON nested deeper than Python's parser goes raises RecursionError, which is not a
+    ValueError: the settings request was a 500 instead of "the body must be JSON"."""
+    jid = upload(client, "a.wav", excerpt.read_bytes())
+    r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH,
+                    content=b"[" * 100000 + b"]" * 100000)
+    assert r.status_code == 400 and "JSON" in r.json()["error"], r.text
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)
+
+
 def test_album_with_a_reference_is_refused_up_front(client, excerpt):
     """The page sends the reference whatever the mode; an album job with one failed
     after the upload with argparse's "unrecognized arguments: --reference (see automaster

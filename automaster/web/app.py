@@ -330,7 +330,7 @@ def create_app(*, token: str, host: str = "127.0.0.1", port: int = 8765,
         job = job_or_404(request)
         try:
             body = json.loads(await request.body() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             return _error(400, "the body must be JSON")
         try:
             await run_in_threadpool(manager.edit, job, body)
