@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
         if p.stat().st_size > MAX_FILE_BYTES:
             raise SettingsError(f"too large for a settings file ({p.stat().st_size} bytes; at "
                                 f"most {MAX_FILE_BYTES})", path)
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM from Notepad is fine
     except (OSError, UnicodeDecodeError) as e:
         raise SettingsError(f"cannot read settings ({one_line(e)})", path) from None
     except json.JSONDecodeError as e:
@@ -61,9 +62,11 @@ def parse_settings(data: Any, path: str | os.PathLike | None = None) -> dict[str
         raise SettingsError("settings must be a JSON object of {parameter name: value}", path)
     out: dict[str, float] = {}
     for name, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            shown = one_line(json.dumps(value) if not isinstance(value, (dict, list))
-                             else type(value).__name__)[:60]
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+            value = value.item()  # a 0-d numpy array or torch tensor (the Python API)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars too
+            shown = one_line(json.dumps(value, default=lambda o: type(o).__name__)
+                             if not isinstance(value, (dict, list)) else type(value).__name__)[:60]
             raise SettingsError(f"parameter {name!r} must be a number, got {shown}", path)
         try:
             number = float(value)

@@ -345,6 +345,17 @@ def test_params_in_errors(files, out_dir, capsys, content, problem):
     assert not (out_dir / "x.wav").exists()
 
 
+def test_params_in_with_a_byte_order_mark(files, out_dir, capsys):
+    """A settings file saved by an editor that writes a UTF-8 BOM (Windows Notepad) was
+    refused as "invalid JSON (Unexpected UTF-8 BOM ...)"."""
+    p, p2 = out_dir / "edited.json", out_dir / "back.json"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps({"settings": {"eq.high_shelf.gain_db": 5.0}}).encode())
+    code, _, err = run([files["mix"], "-o", out_dir / "b.wav", "--params-in", p,
+                        "--params-out", p2], capsys)
+    assert code == 0, err
+    assert json.loads(p2.read_text())["settings"]["eq.high_shelf.gain_db"] == 5.0
+
+
 # ---------------------------------------------------------------------------- bad input
 def _bad_input(kind: str, d: Path) -> Path:
     p = d / f"bad_{kind}.wav"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -365,6 +366,32 @@ def test_empty_array_says_empty_not_transpose(what):
         else:
             master(synth_mix(1.0), SR, reference=empty, device="cpu")
     assert ".T" not in str(e.value)
+
+
+@pytest.mark.parametrize("rate", [-44100, 0, 100, 44100.7, 10**6])
+def test_bad_reference_sample_rate_is_named(rate):
+    """reference_sample_rate was not checked like sample_rate: -44100 gave "bad meter
+    setup", 100 called a full-scale reference "silent", 0 fell back to sample_rate and
+    44100.7 was truncated, silently."""
+    from automaster import master
+
+    x = synth_mix(1.0)
+    with pytest.raises(ValueError, match=r"^reference_sample_rate must be an integer"):
+        master(x, SR, reference=x, reference_sample_rate=rate, device="cpu")
+
+
+@pytest.mark.parametrize("kwargs", [{"target_lufs": "-14"}, {"ceiling_dbtp": "-1"},
+                                    {"intensity": None}, {"intensity": [1.0]}])
+def test_non_numeric_arguments_are_named(kwargs):
+    """A string or None where a number goes said only "must be real number, not str"."""
+    from automaster import master
+
+    (name, value), = kwargs.items()
+    with pytest.raises(TypeError, match=rf"^{name} must be a number, got {re.escape(repr(value))}"):
+        master(synth_mix(1.0), SR, settings={}, **kwargs)
+    # numbers in other wrappers still are numbers (as before)
+    r = master(synth_mix(1.0), SR, settings={}, target_lufs=np.array(-20.0), intensity=np.float32(1))
+    assert r.report["target_lufs"] == -20.0
 
 
 def test_tensor_that_requires_grad_is_detached():

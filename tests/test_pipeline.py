@@ -144,12 +144,31 @@ def test_explicit_settings_and_validation(mix):
     s = {"eq.high_shelf.gain_db": 6.0, "multiband.low.ratio": 3.0}
     r = automaster.master(mix, SR, settings=s, device="cpu")
     assert r.settings["eq.high_shelf.gain_db"] == pytest.approx(6.0, abs=1e-4)
+    r32 = automaster.master(mix, SR, settings={k: np.float32(v) for k, v in s.items()},
+                            device="cpu")  # numpy scalars and 0-d arrays are numbers
+    assert r32.settings["eq.high_shelf.gain_db"] == pytest.approx(6.0, abs=1e-4)
+    r32 = automaster.master(mix, SR, settings={k: np.array(v) for k, v in s.items()},
+                            device="cpu")
+    assert r32.settings["eq.high_shelf.gain_db"] == pytest.approx(6.0, abs=1e-4)
     assert r.report["source"] == "params-in"
     assert "eq.low_shelf.gain_db" in r.report["filled_from_identity"]
     with pytest.raises(SettingsError, match="unknown parameter"):
         automaster.master(mix, SR, settings={"eq.nope": 1.0}, device="cpu")
     with pytest.raises(SettingsError, match="outside its range"):
         automaster.master(mix, SR, settings={"multiband.low.ratio": 99.0}, device="cpu")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"eq.low_shelf.gain_db": "3"}, "must be a number"),   # was: '<' not supported ... str
+    ({"eq.low_shelf.gain_db": float("nan")}, "not finite"),  # was: dsp's range check
+    ({"eq.low_shelf.gain_db": True}, "must be a number"),  # was: taken as 1.0
+    ([("eq.low_shelf.gain_db", 1.0)], "JSON object"),      # was: dict() of a sequence
+    ({"eq.low_shelf.gain_db": np.ones(1)}, "ndarray"),    # not a JSON type: named anyway
+])
+def test_explicit_settings_of_the_wrong_type_are_named(mix, bad, message):
+    """master(settings=...) takes the same values as --params-in, with the same message."""
+    with pytest.raises(SettingsError, match=message):
+        automaster.master(mix, SR, settings=bad, device="cpu")
 
 
 def test_silence_is_passed_through():

@@ -305,6 +305,56 @@ def test_form_fields_become_the_cli_options(tmp_path):
         m.close()
 
 
+def test_page_controls_denoise_and_codec_safe_are_accepted(client, excerpt):
+    """The page sends denoise and codec_safe as form fields (app.js formData): the upload
+    must take them (it refused the whole job with "unknown field 'denoise'")."""
+    r = client.post("/api/jobs", headers=AUTH,
+                    files=[("file", ("a.wav", excerpt.read_bytes(), "audio/wav"))],
+                    data={"denoise": "0.5", "codec_safe": "1"})
+    assert r.status_code == 200, r.text
+    job = client.manager.get(r.json()["id"])
+    assert job.options["denoise"] == "0.5" and job.options["codec_safe"] == "1"
+    client.delete(f"/api/jobs/{job.id}", headers=AUTH)
+
+
+def test_non_finite_settings_are_refused_and_the_job_stays_readable(client, excerpt):
+    """Python's json reads NaN and 1e400 (inf): an edit holding one was accepted, the job's
+    settings became NaN and every later GET /api/jobs/{id} was a 500 (Starlette's JSON
+    refuses NaN), so the page could no longer show the job."""
+    jid = upload(client, "a.wav", excerpt.read_bytes())
+    for body in (b'{"settings": {"eq.low_shelf.gain_db": NaN}}',
+                 b'{"settings": {"eq.low_shelf.gain_db": 1e400}}'):
+        r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH, content=body)
+        assert r.status_code == 400 and "finite" in r.json()["error"], r.text
+        assert client.get(f"/api/jobs/{jid}", headers=AUTH).status_code == 200
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)
+
+
+def test_settings_body_nested_too_deeply_is_a_400(client, excerpt):
+    """JSON nested deeper than Python's parser goes raises RecursionError, which is not a
+    ValueError: the settings request was a 500 instead of "the body must be JSON"."""
+    jid = upload(client, "a.wav", excerpt.read_bytes())
+    r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH,
+                    content=b"[" * 100000 + b"]" * 100000)
+    assert r.status_code == 400 and "JSON" in r.json()["error"], r.text
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)
+
+
+def test_album_with_a_reference_is_refused_up_front(client, excerpt):
+    """The page sends the reference whatever the mode; an album job with one failed
+    after the upload with argparse's "unrecognized arguments: --reference (see automaster
+    album --help)", since the album command has no --reference."""
+    data = excerpt.read_bytes()
+    before = set(client.manager.root.iterdir())
+    r = client.post("/api/jobs", headers=AUTH, data={"album": "1"},
+                    files=[("file", ("a.wav", data, "audio/wav")),
+                           ("file", ("b.wav", data, "audio/wav")),
+                           ("reference", ("ref.wav", data, "audio/wav"))])
+    assert r.status_code == 400, r.text
+    assert "reference" in r.json()["error"] and "--help" not in r.json()["error"]
+    assert set(client.manager.root.iterdir()) == before
+
+
 def test_restore_reaches_the_cli(client, excerpt):
     """The page's restoration checkbox sends restore=auto|off (enabled because GET
     /api/info lists --restore); the CLI runs with it and its findings reach the report.
@@ -329,6 +379,17 @@ def test_serve_without_the_extra_says_how_to_install(monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'automaster[web]'" in err[0], err
 
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400"])
+def test_serve_refuses_an_infinite_upload_limit(capsys, value):
+    """--max-upload-mb inf passed the '> 0' check and crashed with OverflowError (a
+    traceback) converting it to bytes, after the port was bound."""
+    from automaster.cli import main
+
+    assert main(["serve", "--max-upload-mb", value, "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-upload-mb" in err[0], err
 
 
 def test_album_job_orders_and_exports(client, tmp_path):

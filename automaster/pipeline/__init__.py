@@ -39,7 +39,8 @@ import numpy as np
 from automaster.errors import UserError
 from automaster.io import ArraySource, Source
 from automaster.pipeline.analyse import Analysis, analyse_input, check_reference_level, is_silent, measure_reference, reference_lufs
-from automaster.pipeline.checks import check_args, check_audio, check_length_and_values, reference_source
+from automaster.pipeline.checks import (check_args, check_audio, check_length_and_values,
+                                        check_sample_rate, reference_source)
 from automaster.pipeline.decide import choose_setting, load_model
 from automaster.pipeline.device import resolve_device
 from automaster.pipeline.job import Job, MasterResult, Progress, Timings, compute_threads
@@ -77,13 +78,19 @@ def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
         raise ValueError("give either a reference or explicit settings, not both")
     restore, denoise, mono_bass_hz = check_restore_options(restore, denoise, mono_bass_hz,
                                                            sample_rate, cli=False)
+    if settings is not None:  # the values --params-in takes, with its messages
+        from automaster.settings import parse_settings
+
+        settings = parse_settings(settings)
     job = Job(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, intensity=float(intensity),
-              settings=dict(settings) if settings is not None else None, model=model,
+              settings=settings, model=model,
               device=device, detail=detail, name="audio", restore=restore, denoise=denoise,
               mono_bass_hz=mono_bass_hz)
+    if reference_sample_rate is not None:
+        check_sample_rate(reference_sample_rate, "reference_sample_rate")
     if reference is not None:
-        job.reference, job.reference_name = reference_source(reference, reference_sample_rate
-                                                             or sample_rate)
+        job.reference, job.reference_name = reference_source(
+            reference, sample_rate if reference_sample_rate is None else reference_sample_rate)
     return master_source(ArraySource(x, sample_rate), job)
 
 

@@ -72,12 +72,28 @@ def check_length_and_values(x: np.ndarray, sample_rate: int) -> None:
         raise ValueError("audio contains NaN or infinite samples")
 
 
-def check_args(sample_rate: Any, target_lufs: Any, ceiling_dbtp: Any, intensity: Any) -> None:
+def check_sample_rate(rate: Any, what: str = "sample_rate") -> None:
     from automaster.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
-    if not isinstance(sample_rate, (int, np.integer)) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ValueError(f"sample_rate must be an integer in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}], "
-                         f"got {sample_rate!r}")
+    if (not isinstance(rate, (int, np.integer)) or isinstance(rate, bool)
+            or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE):
+        raise ValueError(f"{what} must be an integer in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}], "
+                         f"got {rate!r}")
+
+
+def check_args(sample_rate: Any, target_lufs: Any, ceiling_dbtp: Any, intensity: Any) -> None:
+    check_sample_rate(sample_rate)
+    for name, value, optional in (("target_lufs", target_lufs, True),
+                                  ("ceiling_dbtp", ceiling_dbtp, True),
+                                  ("intensity", intensity, False)):
+        if value is None and optional:
+            continue
+        try:  # what math.isfinite below takes (0-d arrays and tensors too), but not text
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number, got {value!r:.40}") from None
     if target_lufs is not None and not (math.isfinite(target_lufs) and -70.0 < target_lufs <= 0.0):
         raise ValueError(f"target_lufs must be in (-70, 0], got {target_lufs}")
     if ceiling_dbtp is not None and not (math.isfinite(ceiling_dbtp) and -30.0 <= ceiling_dbtp <= 0.0):

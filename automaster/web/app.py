@@ -4,9 +4,9 @@ API (every request carries the session token; see security.py):
 
 - ``POST /api/jobs``: multipart, ``file`` (one or more), optional ``reference``, options
   as form fields with the CLI's names (``target platform ceiling intensity restore``,
-  ``format bit_depth``; ``album=1`` with ``gap crossfade fade_in fade_out sequence
-  loudness``). The body is streamed to the job's private folder and refused past the
-  upload limit (413). Returns ``{"id": ...}``.
+  ``denoise codec_safe format bit_depth``; ``album=1`` with ``gap crossfade fade_in
+  fade_out sequence loudness``). The body is streamed to the job's private folder and
+  refused past the upload limit (413). Returns ``{"id": ...}``.
 - ``GET /api/jobs/{id}``: status ``queued|running|done|failed``, progress 0..1, the CLI's
   error message, warnings, and when a render is there the report (single: the
   ``--report`` JSON; batch: a list of them; album: ``album.json``) and the settings.
@@ -47,8 +47,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_FILES = 50
 MAX_FIELD_BYTES = 4096
 MAX_FIELDS = 64
-FORM_FIELDS = {"target", "platform", "ceiling", "intensity", "restore", "format", "bit_depth",
-               "album", "gap", "crossfade", "fade_in", "fade_out", "sequence", "loudness", "ddp"}
+FORM_FIELDS = {"target", "platform", "ceiling", "intensity", "restore", "denoise", "codec_safe",
+               "format", "bit_depth", "album", "gap", "crossfade", "fade_in", "fade_out",
+               "sequence", "loudness", "ddp"}
 
 
 class UploadTooLarge(Exception):
@@ -329,7 +330,7 @@ def create_app(*, token: str, host: str = "127.0.0.1", port: int = 8765,
         job = job_or_404(request)
         try:
             body = json.loads(await request.body() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             return _error(400, "the body must be JSON")
         try:
             await run_in_threadpool(manager.edit, job, body)

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import automaster
+from automaster.errors import SettingsError
+from automaster.settings import parse_settings
 
 ERROR_PREFIX = "automaster: error: "
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3",
@@ -223,6 +225,10 @@ class JobManager:
             raise ValueError("bit_depth must be 16, 24 or 32f")
         job.bit_depth = bd
         if job.album:
+            if job.reference is not None and not _album_takes_reference():
+                raise ValueError("a reference track applies to single files and batches; "
+                                 "the album command has no --reference (remove the reference "
+                                 "or master the files without 'album')")
             job.album_options = self._album_options(form, {"sequence": "keep", "gap": 2.0})
             job.order = list(range(len(job.inputs)))
 
@@ -268,6 +274,10 @@ class JobManager:
                     isinstance(k, str) and isinstance(v, (int, float))
                     and not isinstance(v, bool) for k, v in settings.items()):
                 raise ValueError("settings must be an object of {parameter name: number}")
+            try:  # the CLI's own check: NaN and 1e400 (inf) parse as JSON numbers here
+                settings = parse_settings(settings)
+            except SettingsError as e:
+                raise ValueError(f"settings: {e.message}") from None
         album = body.get("album")
         if album is not None:
             if not job.album:
@@ -315,7 +325,7 @@ class JobManager:
             for key in ("target", "platform", "ceiling", "intensity", "restore", "denoise"):
                 if key in o:
                     argv += [f"--{key}", o[key]]
-            if job.reference is not None:  # the album command decides (it has no --reference)
+            if job.reference is not None:  # refused up front unless the album command takes it
                 argv += ["--reference", str(job.reference.path)]
             return argv
         argv += [str(i.path) for i in job.inputs]
@@ -596,6 +606,13 @@ class JobManager:
         with self.lock:
             self._ranges = ranges
         return ranges
+
+
+def _album_takes_reference() -> bool:
+    """Whether the installed album command has --reference (it has not so far)."""
+    from automaster.album.cli import build_parser
+
+    return any("--reference" in a.option_strings for a in build_parser()._actions)
 
 
 def _zip_folder(folder: Path, dest: Path) -> Path | None:

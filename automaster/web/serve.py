@@ -8,6 +8,7 @@ without it, one line says how to install it (exit status 2).
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 import sys
 from typing import Sequence
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err(f"--port must be between 0 and 65535, got {args.port}")
     if not args.max_upload_mb > 0 or not args.max_jobs >= 1 or not args.ttl_minutes > 0:
         return err("--max-upload-mb and --ttl-minutes must be positive, --max-jobs at least 1")
+    if not math.isfinite(args.max_upload_mb):
+        return err(f"--max-upload-mb must be a finite number of MB, got {args.max_upload_mb}")
     missing = missing_extra()
     if missing:
         return err(f"automaster serve needs the web extra ({missing} is not installed): "
