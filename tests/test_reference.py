@@ -121,6 +121,28 @@ def test_reference_at_another_rate_for_a_mono_input(pair):
     assert spectral_distance(mono.audio, ref) < spectral_distance(x[:1], ref)
 
 
+def test_mono_and_stereo_references_are_matched_as_played_on_two_speakers(pair):
+    """BS.1770 measures a mono file as one channel; played on two speakers (dual mono) it is
+    3.01 dB louder. A stereo mix matched to a mono reference must sound as loud as that
+    reference does, i.e. as loud as the reference duplicated onto both channels; a mono mix
+    matched to a stereo reference measures 3.01 dB below it."""
+    x, ref = pair
+    mono_ref = ref.mean(axis=0, keepdims=True)
+    out = automaster.master(x, SR, reference=mono_ref, restore="off", device="cpu")
+    played = lufs(np.repeat(mono_ref, 2, axis=0))
+    assert abs(played - lufs(mono_ref) - 3.01) < 0.02  # the convention, by pyloudnorm
+    assert abs(lufs(out.audio) - played) <= 0.2
+    assert abs(out.report["reference"]["played_lufs"] - played) <= 0.1
+    # the match's figures sit beside the reference's own measurement, which they used to replace
+    assert abs(out.report["reference"]["integrated_lufs"] - lufs(mono_ref)) <= 0.1
+    assert out.report["reference"]["loss_best"] <= out.report["reference"]["loss_start"]["total"]
+    mono = automaster.master(x[:1], SR, reference=ref * 0.5, restore="off", device="cpu")
+    assert abs(lufs(mono.audio) - (lufs(ref * 0.5) - 3.01)) <= 0.2
+    same = automaster.master(x, SR, reference=ref * 0.5, restore="off", device="cpu")
+    assert "played_lufs" not in same.report["reference"]
+    assert abs(lufs(same.audio) - lufs(ref * 0.5)) <= 0.2
+
+
 def test_cli_reference_with_explicit_target(pair, tmp_path, capsys):
     x, ref = pair
     sf.write(tmp_path / "in.wav", x.T, SR, subtype="FLOAT")

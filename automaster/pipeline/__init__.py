@@ -127,7 +127,7 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
     report = _start_report(source, job)
     ref_spectrum = None
     if job.reference is not None:
-        ref_spectrum = measure_reference(job, report)
+        ref_spectrum = measure_reference(job, report, source.channels)
         timings.lap("reference_loudness")
     if job.target_lufs is None:
         job.target_lufs = -14.0
@@ -150,6 +150,10 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
     p, info = choose_setting(chain, source, analysis.before, job, device)
     timings.lap("setting")
     settings = chain.denormalize(p.detach().cpu())[0]
+    # the match's figures join the reference's measurement (file, loudness) rather than replace it
+    report.setdefault("reference", {}).update(info.pop("reference", {}))
+    if not report["reference"]:
+        del report["reference"]
     report.update(info)
 
     store = FloatStore(source.channels, source.frames, job.memory_bytes, job.tmp_dir)

@@ -17,7 +17,7 @@ import numpy as np
 from automaster.errors import InputError
 from automaster.io import Source
 from automaster.metering import BackgroundMeter, Measurement, Meter
-from automaster.pipeline.job import Job, Progress, blocks, fmt
+from automaster.pipeline.job import Job, Progress, blocks, fmt, note_once
 
 SILENCE_LUFS = -70.0
 SILENCE_PEAK_DBFS = -80.0
@@ -91,17 +91,42 @@ def check_reference_level(reference: Source, name: str) -> None:
     refuse_silent_reference(measure_source(reference, true_peak=False, name=name).result(), name)
 
 
-def measure_reference(job: Job, report: dict[str, Any]) -> tuple | None:
+DUAL_MONO_DB = 10.0 * math.log10(2.0)  # a mono file played on two loudspeakers
+
+
+def played_loudness_offset_db(reference_channels: int, input_channels: int) -> float:
+    """dB to add to a reference's BS.1770 loudness so that the master, measured on its own
+    channels, sounds as loud as the reference when both are played on two loudspeakers.
+
+    BS.1770 measures a mono file as one channel; played on two speakers (dual mono, as
+    players and platforms do) it is 3.01 dB louder. So a mono reference for a stereo mix
+    asks for 3.01 dB more, a stereo reference for a mono mix 3.01 dB less; the album
+    command's mono upmix (both channels at full gain) follows the same convention."""
+    if reference_channels == 1 and input_channels >= 2:
+        return DUAL_MONO_DB
+    if reference_channels >= 2 and input_channels == 1:
+        return -DUAL_MONO_DB
+    return 0.0
+
+
+def measure_reference(job: Job, report: dict[str, Any], input_channels: int) -> tuple | None:
     """Measure job.reference into ``report["reference"]``, refuse it if silent, and take its
-    loudness as the target when none was given. Returns (frequencies, spectrum dB, LUFS)
-    for the report's plot when job.detail, else None."""
+    loudness as played (:func:`played_loudness_offset_db`) as the target when none was given.
+    Returns (frequencies, spectrum dB, LUFS) for the report's plot when job.detail, else None."""
     meter = measure_source(job.reference, true_peak=False, spectrum=job.detail,
                            name=job.reference_name)
     m = meter.result()
     report["reference"] = {"file": job.reference_name, **m.as_dict()}
     refuse_silent_reference(m, job.reference_name)  # in every mode, target or not
     if job.target_lufs is None:
-        job.target_lufs = round(m.integrated_lufs, 2)
+        offset = played_loudness_offset_db(job.reference.channels, input_channels)
+        job.target_lufs = round(m.integrated_lufs + offset, 2)
+        if offset:
+            report["reference"]["played_lufs"] = job.target_lufs
+            kind = "mono reference" if offset > 0 else "stereo reference for a mono input"
+            (job.notify or (lambda msg: note_once(f"played {msg}", msg)))(
+                f"{kind}: a mono file plays 3 dB louder on two speakers than it measures, so the "
+                f"target is {job.target_lufs:.1f} LUFS (the reference measures {m.integrated_lufs:.1f})")
     if not job.detail:
         return None
     f_ref, s_ref = meter.spectrum()
