@@ -20,7 +20,8 @@ lufs                LU     |integrated loudness difference| (BS.1770-4,
 ==================  =====  =====================================================
 
 Audio is ``(batch, channels, samples)`` float32; both inputs must have the same
-shape. The MRSTFT core (:func:`mrstft`) is differentiable and is reused by the
+shape. The MRSTFT core (:func:`mrstft`, gradient written by hand in
+``train/_stft_loss.py``) is differentiable and is reused by the
 training loss in ``train/losses.py``.
 """
 
@@ -31,6 +32,8 @@ import math
 from collections.abc import Sequence
 
 import torch
+
+from train._stft_loss import mrstft_distance
 
 METRIC_NAMES: tuple[str, ...] = ("mrstft", "mel", "centroid", "crest", "rms", "lufs")
 METRIC_UNITS: dict[str, str] = {
@@ -95,11 +98,29 @@ def mrstft(
 
     Per resolution: spectral convergence ||T - P||_F / ||T||_F plus the mean
     absolute log-magnitude difference; the resolutions are averaged. Zero for
-    identical inputs.
+    identical inputs. Computed by the fused :mod:`train._stft_loss` (the values of the
+    ``torch.stft`` definition, the gradient with respect to ``pred`` written by hand;
+    float64 inputs give a float64 result, others float32). A ``target`` that requires
+    a gradient takes the slow ``torch.stft`` + autograd path (float32) instead.
     """
     _check_pair(pred, target)
     if not fft_sizes:
         raise ValueError("fft_sizes must not be empty")
+    if target.requires_grad and torch.is_grad_enabled():
+        # the fused version treats the target as a constant; keep both gradients here
+        return _mrstft_autograd(pred, target, fft_sizes, sc_weight, logmag_weight)
+    return mrstft_distance(pred, target, fft_sizes, sc_weight, logmag_weight)
+
+
+def _mrstft_autograd(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    fft_sizes: Sequence[int],
+    sc_weight: float,
+    logmag_weight: float,
+) -> torch.Tensor:
+    """:func:`mrstft` through ``torch.stft`` and autograd (slow; used when the target
+    needs a gradient too)."""
     total = pred.new_zeros(pred.shape[0], dtype=torch.float32)
     for n_fft in fft_sizes:
         p = stft_magnitude(pred, int(n_fft))
