@@ -180,3 +180,20 @@ def test_style_fine_tune_from_a_checkpoint_on_a_folder(tmp_path: Path, two_step_
     assert style.config == base.config
     assert not torch.equal(style.network.out.weight, base.network.out.weight)
     assert torch.equal(style.network.feature_mean, base.network.feature_mean)  # kept from the base model
+
+
+def test_trainer_threads_also_bound_the_chains_numba_kernels(tmp_path: Path) -> None:
+    """trainer.threads sets torch's and numba's thread counts in the main process: numba
+    otherwise starts one thread per core, which the data worker's core is also running."""
+    numba = pytest.importorskip("numba")
+    from train.loop import Trainer
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs numba started with 2 or more threads")
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        Trainer(_cfg("trainer.threads=1", "trainer.feature_stats_items=0"), tmp_path / "run", DistInfo())
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)

@@ -229,6 +229,7 @@ class Trainer:
         tc = cfg.trainer
         if tc.threads:
             torch.set_num_threads(int(tc.threads))
+            _numba_threads(int(tc.threads))  # the chain's CPU kernels: as many as torch's
         self.device = resolve_device(str(tc.device), self.info)
         self.amp_dtype = resolve_amp(str(tc.amp), self.device)
         self.seed = int(cfg.seed)
@@ -613,15 +614,20 @@ def _zero_nonfinite_rows(grad: torch.Tensor, counter: list[int]) -> torch.Tensor
     return torch.where(bad, torch.zeros_like(grad), grad)
 
 
-def _worker_init(_: int) -> None:
-    """One thread per data worker (torch and numba): the main process needs the cores."""
-    torch.set_num_threads(1)
+def _numba_threads(n: int) -> None:
+    """numba's thread count for this thread's kernel calls, within what numba started with."""
     try:
         import numba
 
-        numba.set_num_threads(1)
+        numba.set_num_threads(max(1, min(int(n), int(numba.config.NUMBA_NUM_THREADS))))
     except (ImportError, ValueError):
         pass
+
+
+def _worker_init(_: int) -> None:
+    """One thread per data worker (torch and numba): the main process needs the cores."""
+    torch.set_num_threads(1)
+    _numba_threads(1)
 
 
 def train(cfg: DictConfig, run_dir: str | os.PathLike, info: DistInfo | None = None) -> dict[str, Any]:
