@@ -355,6 +355,19 @@ def test_album_with_a_reference_is_refused_up_front(client, excerpt):
     assert set(client.manager.root.iterdir()) == before
 
 
+def test_album_with_codec_safe_is_refused_up_front(client, excerpt):
+    """The album command has no --codec-safe: an album job asking for it was mastered
+    without the check and without a word (QA); now a 400 at upload says so (the page
+    greys the box out in album mode)."""
+    data = excerpt.read_bytes()
+    before = set(client.manager.root.iterdir())
+    r = client.post("/api/jobs", headers=AUTH, data={"album": "1", "codec_safe": "1"},
+                    files=[("file", ("a.wav", data, "audio/wav")), ("file", ("b.wav", data, "audio/wav"))])
+    assert r.status_code == 400, r.text
+    assert "codec-safe" in r.json()["error"]
+    assert set(client.manager.root.iterdir()) == before
+
+
 def test_restore_reaches_the_cli(client, excerpt):
     """The page's restoration checkbox sends restore=auto|off (enabled because GET
     /api/info lists --restore); the CLI runs with it and its findings reach the report.

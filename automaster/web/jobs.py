@@ -225,10 +225,14 @@ class JobManager:
             raise ValueError("bit_depth must be 16, 24 or 32f")
         job.bit_depth = bd
         if job.album:
-            if job.reference is not None and not _album_takes_reference():
+            if job.reference is not None and not _album_takes("--reference"):
                 raise ValueError("a reference track applies to single files and batches; "
                                  "the album command has no --reference (remove the reference "
                                  "or master the files without 'album')")
+            if o.get("codec_safe") and not _album_takes("--codec-safe"):
+                raise ValueError("codec-safe applies to single files and batches; the album "
+                                 "command has no --codec-safe (untick it, or master the files "
+                                 "without 'album')")
             job.album_options = self._album_options(form, {"sequence": "keep", "gap": 2.0})
             job.order = list(range(len(job.inputs)))
 
@@ -608,11 +612,12 @@ class JobManager:
         return ranges
 
 
-def _album_takes_reference() -> bool:
-    """Whether the installed album command has --reference (it has not so far)."""
+def _album_takes(option: str) -> bool:
+    """Whether the installed album command has ``option`` (--reference and --codec-safe: not
+    so far)."""
     from automaster.album.cli import build_parser
 
-    return any("--reference" in a.option_strings for a in build_parser()._actions)
+    return any(option in a.option_strings for a in build_parser()._actions)
 
 
 def _zip_folder(folder: Path, dest: Path) -> Path | None:

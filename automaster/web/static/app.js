@@ -54,10 +54,18 @@ function setFiles(list) {
   ul.replaceChildren(...S.files.map((f) => el("li", { text: `${f.name} (${(f.size / 1048576).toFixed(1)} MB)` })));
   $("start").disabled = S.files.length === 0;
   if (S.files.length > 1) $("album").checked = true;
-  $("album-options").hidden = !$("album").checked;
+  albumControls();
 }
 $("files").addEventListener("change", (e) => setFiles(e.target.files));
-$("album").addEventListener("change", () => { $("album-options").hidden = !$("album").checked; });
+function albumControls() {
+  // options the album command does not have are greyed out in album mode
+  $("album-options").hidden = !$("album").checked;
+  const cs = $("codec-safe");
+  const albumHas = !S.cliOptions || (S.cliOptions.album || []).includes("--codec-safe");
+  cs.disabled = $("album").checked && !albumHas;
+  cs.title = cs.disabled ? "the album command has no codec-safe check; it applies to single files" : "";
+}
+$("album").addEventListener("change", albumControls);
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -78,7 +86,7 @@ function formData() {
   const cmd = $("album").checked ? "album" : "master";
   if (S.cliOptions && (S.cliOptions[cmd] || []).includes("--restore")) put("restore", $("restore").checked ? "auto" : "off");
   if ($("denoise").value !== "" && +$("denoise").value > 0) put("denoise", $("denoise").value);
-  if ($("codec-safe").checked) put("codec_safe", "1");
+  if ($("codec-safe").checked && !$("codec-safe").disabled) put("codec_safe", "1");
   put("format", $("format").value);
   put("bit_depth", $("bit-depth").value);
   if ($("album").checked) {
@@ -676,6 +684,7 @@ function renderDownloads(st) {
   try {
     const info = await (await api("/api/info")).json();
     S.cliOptions = info.options;
+    albumControls();
     if (!(info.options.master || []).includes("--restore")) {
       $("restore").disabled = true;
       $("restore").parentElement.title = "this automaster version has no --restore option";
