@@ -40,6 +40,19 @@ def test_dc_removed_and_spectrum_above_30hz_unchanged(music, offset):
     assert np.abs(b - a)[fr > 30].max() < 0.01
 
 
+def test_dc_removal_leaves_no_more_dc_than_it_found(music):
+    """A short excerpt with rumble (found) and a tiny offset: the high-passed part's own
+    mean over 5 s is not 0, which used to leave 0.00018 of DC where 0.0001 was (QA)."""
+    x, sr = music
+    t = np.arange(5 * sr) / sr
+    x = x[:, 3 * sr: 8 * sr] - x[:, 3 * sr: 8 * sr].mean(axis=1, keepdims=True)
+    x = x + 0.0001 + 0.05 * np.sin(2 * np.pi * 3.0 * t)  # 3 Hz rumble -> found
+    y, f = remove_dc(x, sr)
+    assert f.found and f.applied
+    assert np.abs(y.mean(axis=1)).max() < 1e-9
+    assert f.change["dc_after"] < 1e-9
+
+
 def test_dc_fast_path_matches_full_rate_filter(music):
     x, sr = music
     x = x[:, : 10 * sr] - x[:, : 10 * sr].mean(axis=1, keepdims=True)
