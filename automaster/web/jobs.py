@@ -467,6 +467,10 @@ class JobManager:
                 else:
                     tail = [m for m in messages if m.strip()][-1:] or ["no message"]
                     job.error = f"mastering failed (exit status {rc}): {tail[0]}"
+                if job.kind == "single" and job.result:
+                    # the master still served is the previous one: show its settings, not
+                    # the ones this render was refused with
+                    job.settings = (job.result.get("settings_doc") or {}).get("settings")
                 shutil.rmtree(out, ignore_errors=True)
                 return
             previous = job.out
