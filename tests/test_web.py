@@ -330,13 +330,31 @@ def test_non_finite_settings_are_refused_and_the_job_stays_readable(client, exce
     client.delete(f"/api/jobs/{jid}", headers=AUTH)
 
 
+def test_a_failed_settings_edit_shows_the_settings_of_the_master_still_served(client, excerpt):
+    """An edit the CLI refuses (an unknown parameter) fails the re-render; the job used to
+    show the refused settings beside the older master it still serves (QA)."""
+    jid = upload(client, "a.wav", excerpt.read_bytes())
+    st = wait(client, jid)
+    assert st["status"] == "done", st["error"]
+    r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH,
+                    json={"settings": dict(st["settings"], **{"eq.no_such_band.gain_db": 1.0})})
+    assert r.status_code == 200, r.text
+    st2 = wait(client, jid, version=2)
+    assert st2["status"] == "failed" and "no_such_band" in st2["error"]
+    assert st2["settings"] == st["settings"] and st2["ready"]
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)
+
+
 def test_settings_body_nested_too_deeply_is_a_400(client, excerpt):
     """JSON nested deeper than Python's parser goes raises RecursionError, which is not a
     ValueError: the settings request was a 500 instead of "the body must be JSON"."""
     jid = upload(client, "a.wav", excerpt.read_bytes())
     r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH,
-                    content=b"[" * 100000 + b"]" * 100000)
+                    content=b"[" * 30000 + b"]" * 30000)
     assert r.status_code == 400 and "JSON" in r.json()["error"], r.text
+    # and a body far larger than any settings document is cut off while it streams in
+    r = client.post(f"/api/jobs/{jid}/settings", headers=AUTH, content=b" " * (1 << 20) + b"{}")
+    assert r.status_code == 413 and "KiB" in r.json()["error"], r.text
     client.delete(f"/api/jobs/{jid}", headers=AUTH)
 
 

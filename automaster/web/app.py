@@ -47,6 +47,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_FILES = 50
 MAX_FIELD_BYTES = 4096
 MAX_FIELDS = 64
+SETTINGS_MAX_BYTES = 64 << 10
 FORM_FIELDS = {"target", "platform", "ceiling", "intensity", "restore", "denoise", "codec_safe",
                "format", "bit_depth", "album", "gap", "crossfade", "fade_in", "fade_out",
                "sequence", "loudness", "ddp"}
@@ -328,8 +329,13 @@ def create_app(*, token: str, host: str = "127.0.0.1", port: int = 8765,
 
     async def settings(request: Request) -> Response:
         job = job_or_404(request)
+        raw = bytearray()
+        async for chunk in request.stream():  # 28 numbers and a few options: 64 KiB is ample
+            raw += chunk
+            if len(raw) > SETTINGS_MAX_BYTES:
+                return _error(413, f"the settings body is larger than {SETTINGS_MAX_BYTES // 1024} KiB")
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = json.loads(bytes(raw) or b"{}")
         except (ValueError, RecursionError):  # RecursionError: nested too deeply
             return _error(400, "the body must be JSON")
         try:
