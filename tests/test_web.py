@@ -345,6 +345,24 @@ def test_a_failed_settings_edit_shows_the_settings_of_the_master_still_served(cl
     client.delete(f"/api/jobs/{jid}", headers=AUTH)
 
 
+def test_a_batch_with_one_unreadable_file_keeps_the_masters_it_made(client, excerpt):
+    """The CLI masters the files it can and exits 2 naming the one it refused; the web job
+    used to fail as a whole and throw the good masters away (QA)."""
+    data = excerpt.read_bytes()
+    r = client.post("/api/jobs", headers=AUTH,
+                    files=[("file", ("bad.wav", b"RIFF1234WAVEjunk", "audio/wav")),
+                           ("file", ("good.wav", data, "audio/wav"))])
+    assert r.status_code == 200, r.text
+    jid = r.json()["id"]
+    st = wait(client, jid)
+    assert st["status"] == "failed" and "bad.wav" in st["error"] and st["ready"], st
+    assert st["report"][0] is None and st["report"][1]["after"]["integrated_lufs"] == pytest.approx(-14.0, abs=0.5)
+    good = client.get(f"/api/jobs/{jid}/master", headers=AUTH, params={"track": 2})
+    assert good.status_code == 200 and abs(lufs(good.content) + 14.0) <= 0.5
+    assert client.get(f"/api/jobs/{jid}/master", headers=AUTH, params={"track": 1}).status_code == 404
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)
+
+
 def test_settings_body_nested_too_deeply_is_a_400(client, excerpt):
     """JSON nested deeper than Python's parser goes raises RecursionError, which is not a
     ValueError: the settings request was a 500 instead of "the body must be JSON"."""

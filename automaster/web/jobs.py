@@ -457,22 +457,27 @@ class JobManager:
             errors = [m[len(ERROR_PREFIX):] for m in messages if m.startswith(ERROR_PREFIX)]
             job.warnings = [m.split(": ", 1)[1] for m in messages
                             if m.startswith(("automaster: warning: ", "automaster: note: "))]
-            result = self._collect(job, out) if rc == 0 else None
+            # a batch whose CLI mastered some files and refused others (exit 2) keeps what
+            # was mastered: the job is "failed" with the refusals as its error, and ready
+            batch_partial = rc > 0 and job.kind == "batch"
+            result = self._collect(job, out) if rc == 0 or batch_partial else None
+            partial = rc != 0 and result is not None
             if rc != 0 or result is None:
                 job.status = "failed"
                 if errors:
-                    job.error = errors[-1]
+                    job.error = "; ".join(errors) if partial else errors[-1]
                 elif rc < 0:
                     job.error = f"the worker was stopped (signal {-rc})"
                 else:
                     tail = [m for m in messages if m.strip()][-1:] or ["no message"]
                     job.error = f"mastering failed (exit status {rc}): {tail[0]}"
-                if job.kind == "single" and job.result:
-                    # the master still served is the previous one: show its settings, not
-                    # the ones this render was refused with
-                    job.settings = (job.result.get("settings_doc") or {}).get("settings")
-                shutil.rmtree(out, ignore_errors=True)
-                return
+                if not partial:
+                    if job.kind == "single" and job.result:
+                        # the master still served is the previous one: show its settings,
+                        # not the ones this render was refused with
+                        job.settings = (job.result.get("settings_doc") or {}).get("settings")
+                    shutil.rmtree(out, ignore_errors=True)
+                    return
             previous = job.out
             job.out, job.result = out, result
             job.out_format, job.out_bit_depth = job.format, job.bit_depth
@@ -484,7 +489,9 @@ class JobManager:
                 if isinstance(order, list) and sorted(order) == list(range(1, len(job.order) + 1)):
                     job.order = [job.order[p - 1] for p in order]
                 job.album_options["sequence"] = "keep"
-            job.status, job.progress = "done", 1.0
+            if not partial:
+                job.status = "done"
+            job.progress = 1.0
         if previous is not None and previous != out:
             shutil.rmtree(previous, ignore_errors=True)
 
@@ -512,9 +519,13 @@ class JobManager:
                         "report": load(out / f"{master.name}.report.json"),
                         "settings_doc": load(out / "settings.json")}
             names = [f"{i.path.stem}.{job.format}" for i in job.inputs]
-            return {"outputs": names,
-                    "reports": [load(out / f"{n}.report.json") for n in names],
-                    "settings_doc": load(out / "settings.json")}
+            # a file the CLI refused has no output: None in its place (a partial batch)
+            done = [n if (out / n).is_file() and (out / f"{n}.report.json").is_file() else None for n in names]
+            if not any(done):
+                return None
+            return {"outputs": done,
+                    "reports": [load(out / f"{n}.report.json") if n else None for n in done],
+                    "settings_doc": load(out / "settings.json") if (out / "settings.json").is_file() else None}
         except (OSError, ValueError):
             return None
 
@@ -537,8 +548,8 @@ class JobManager:
             return _inside(folder, name)
         outputs = job.result["outputs"]
         k = 1 if track is None else track
-        if not 1 <= k <= len(outputs):
-            return None
+        if not 1 <= k <= len(outputs) or outputs[k - 1] is None:
+            return None  # (a file a partial batch could not master)
         return _inside(job.out, outputs[k - 1])
 
     def original_path(self, job: Job, track: int | None) -> Input | None:

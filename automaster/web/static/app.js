@@ -183,6 +183,12 @@ async function showResult(st) {
     if (S.track > n) S.track = 1;
     sel.value = String(S.track);
   }
+  if (kind === "batch" && Array.isArray(st.report) && !st.report[S.track - 1]) {
+    // a partial batch: show the first file that was mastered
+    const k = st.report.findIndex(Boolean);
+    if (k >= 0) { S.track = k + 1; sel.value = String(S.track); }
+  }
+  if (kind === "batch" && Array.isArray(st.report)) [...sel.options].forEach((o, i) => { o.disabled = !st.report[i]; });
   $("dl-format").value = st.output_format || st.format;
   $("dl-bit-depth").value = st.output_bit_depth || st.bit_depth;
   for (const o of $("dl-format").options) o.disabled = kind === "album" && LOSSY.includes(o.value);
@@ -207,7 +213,10 @@ function trackFigures(st) {
   // loudness of original (A), master (B), reference (R) for the shown track
   const r = st.report;
   if (st.kind === "single") return { A: r.before.integrated_lufs, B: r.after.integrated_lufs, R: r.reference ? r.reference.integrated_lufs : null };
-  if (st.kind === "batch") { const t = r[S.track - 1]; return { A: t.before.integrated_lufs, B: t.after.integrated_lufs, R: null }; }
+  if (st.kind === "batch") {
+    const t = r[S.track - 1];   // null: a file the batch could not master
+    return t ? { A: t.before.integrated_lufs, B: t.after.integrated_lufs, R: null } : { A: NaN, B: NaN, R: null };
+  }
   const t = r.tracks[S.track - 1];
   return { A: t.input_measurement.integrated_lufs, B: t.lufs, R: null };
 }
@@ -621,7 +630,8 @@ function renderReport(st) {
   const box = $("report");
   if (!st.report) { box.replaceChildren(); return; }
   if (st.kind === "single") box.replaceChildren(...singleReport(st.report, st.files[0].name));
-  else if (st.kind === "batch") box.replaceChildren(...st.report.flatMap((r, i) => singleReport(r, st.files[i].name)));
+  else if (st.kind === "batch") box.replaceChildren(...st.report.flatMap((r, i) => r ? singleReport(r, st.files[i].name)
+    : [el("h3", { text: `${st.files[i].name}: not mastered (see the error above)` })]));
   else {
     const d = st.report, parts = [];
     for (const [k, v] of Object.entries(d)) {
@@ -667,8 +677,11 @@ function renderDownloads(st) {
     }));
     items.push(btn("download-report", "Report (album.json)", () => download(apiUrl(`/api/jobs/${S.job}/file/album.json`, { download: 1 }))));
   } else {
-    st.files.forEach((f, i) => items.push(btn(i ? `download-master-${i + 1}` : "download-master", st.kind === "single" ? "Master" : `Master: ${f.name}`,
-      wantAudio(() => download(apiUrl(`/api/jobs/${S.job}/master`, { track: st.kind === "single" ? null : i + 1, download: 1 }))))));
+    st.files.forEach((f, i) => {
+      if (st.kind === "batch" && Array.isArray(st.report) && !st.report[i]) return;  // not mastered
+      items.push(btn(i ? `download-master-${i + 1}` : "download-master", st.kind === "single" ? "Master" : `Master: ${f.name}`,
+        wantAudio(() => download(apiUrl(`/api/jobs/${S.job}/master`, { track: st.kind === "single" ? null : i + 1, download: 1 })))));
+    });
     items.push(btn("download-settings", "Settings (JSON)", () => download(apiUrl(`/api/jobs/${S.job}/file/settings.json`, { download: 1 }))));
     if (st.kind === "single") {
       items.push(btn("download-report", "Report (JSON)", () => download(apiUrl(`/api/jobs/${S.job}/file/report.json`, { download: 1 }))));
