@@ -67,7 +67,8 @@ def main() -> None:
             parts["analysis"].append(t3 - t2)
         items.append(ds[i])
     b = trainer.local_batch
-    batches = [collate(items[(k * b) % len(items): (k * b) % len(items) + b]) for k in range(args.steps + 1)]
+    # full batches whatever --items is (items reused round-robin)
+    batches = [collate([items[(k * b + j) % len(items)] for j in range(b)]) for k in range(args.steps + 1)]
     steps = {"network": [], "render": [], "loss": [], "backward": [], "optimizer": []}
     for k, batch in enumerate(batches):
         x, tgt = batch["input"], batch["target"]
@@ -100,9 +101,15 @@ def main() -> None:
     for k in steps:
         print(f"  {k:10s} {med[k] * 1000:8.1f} ms")
     print(f"  {'total':10s} {step_s * 1000:8.1f} ms  -> {1 / step_s:.2f} steps/s, {b / step_s:.1f} items/s")
+    # the main process and the data workers run side by side: the slower one sets the pace
+    workers = max(1, int(cfg.data.get("num_workers", 1) or 1))
+    paced = max(step_s, b * item_s / workers)
+    print(f"with {workers} data worker(s) beside the main process: about {paced:.2f} s per step "
+          f"({'data' if b * item_s / workers > step_s else 'main process'} bound)")
     print(json.dumps({"batch": b, "crop_s": crop, "item_ms": {k: round(med[k] * 1000, 1) for k in parts},
                       "step_ms": {k: round(med[k] * 1000, 1) for k in steps}, "step_s": round(step_s, 3),
-                      "steps_per_s": round(1 / step_s, 3), "data_items_per_s_per_worker": round(1 / item_s, 2)}))
+                      "steps_per_s": round(1 / step_s, 3), "data_items_per_s_per_worker": round(1 / item_s, 2),
+                      "data_workers": workers, "paced_step_s": round(paced, 3)}))
 
 
 if __name__ == "__main__":
