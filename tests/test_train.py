@@ -197,3 +197,21 @@ def test_trainer_threads_also_bound_the_chains_numba_kernels(tmp_path: Path) -> 
         assert numba.get_num_threads() == 1
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("override, words", [
+    ("trainer.batch_size=0", "trainer.batch_size must be at least 1"),
+    ("optim.lr=-1", "optim.lr must be positive"),
+    ("init_from=/nonexistent/model.safetensors", "init_from: /nonexistent/model"),
+    ("resume=/nonexistent", "resume='/nonexistent': no complete checkpoint"),
+])
+def test_cli_config_mistakes_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture, override: str, words: str) -> None:
+    """A researcher's mistyped value ended in a torch/DataLoader traceback (exit 1); now one
+    line naming the setting, exit 2, as data problems already were."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*TINY, "trainer.max_steps=1", "data.val_items=0", override]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert [ln for ln in err.splitlines() if ln.startswith("automaster-train: error:")] == \
+        [ln for ln in err.splitlines() if "error" in ln.lower()]

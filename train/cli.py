@@ -105,13 +105,13 @@ def _task(cfg: Any) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from train.data import DataError
-    from train.loop import train
+    from train.loop import ConfigError, train
     from train.state import StateError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary = train(cfg, run_dir)
-    except (DataError, StateError) as e:
+    except (DataError, StateError, ConfigError) as e:
         raise _UserStop(_user_message(e)) from None
     val = summary.get("validation") or {}
     return val.get("mrstft")  # the value a sweeper would minimize

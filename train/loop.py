@@ -48,9 +48,13 @@ from train.losses import MasteringLoss
 from train.metrics import quality_metrics, summarize
 from train.pairs import ItemAnalysis, PairDataset, StepSampler, collate, mix_seed
 from train.sources import build_source
-from train.state import find_latest_checkpoint, load_training_state, save_training_checkpoint
+from train.state import StateError, find_latest_checkpoint, load_training_state, save_training_checkpoint
 
 log = logging.getLogger("train")
+
+
+class ConfigError(ValueError):
+    """A configuration value training cannot run with (one line for the user, exit 2)."""
 
 
 # ----------------------------------------------------------------------------- setup
@@ -222,6 +226,7 @@ class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: str | os.PathLike, info: DistInfo | None = None) -> None:
         from dsp import MasteringChain
         from model import MasteringModel, load_checkpoint
+        from model.checkpoint import CheckpointError
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -234,8 +239,15 @@ class Trainer:
         self.amp_dtype = resolve_amp(str(tc.amp), self.device)
         self.seed = int(cfg.seed)
         self.global_batch = int(tc.batch_size)
+        if self.global_batch < 1:
+            raise ConfigError(f"trainer.batch_size must be at least 1, got {self.global_batch}")
         if self.global_batch % self.info.world_size:
-            raise ValueError(f"trainer.batch_size={self.global_batch} must be divisible by the world size {self.info.world_size}")
+            raise ConfigError(f"trainer.batch_size={self.global_batch} must be divisible by the world size {self.info.world_size}")
+        for key in ("lr", "eps"):
+            if not float(cfg.optim[key]) > 0:
+                raise ConfigError(f"optim.{key} must be positive, got {cfg.optim[key]}")
+        if float(cfg.optim.weight_decay) < 0:
+            raise ConfigError(f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
         self.local_batch = self.global_batch // self.info.world_size
         self.max_steps = int(tc.max_steps)
         self.sample_rate = int(cfg.chain.sample_rate)
@@ -252,9 +264,12 @@ class Trainer:
                 tonal=OmegaConf.to_container(cfg.model.tonal, resolve=True) if cfg.model.get("tonal") is not None else None,
             )
         else:
-            self.model = load_checkpoint(str(cfg.init_from), device="cpu")
+            try:
+                self.model = load_checkpoint(str(cfg.init_from), device="cpu")
+            except CheckpointError as e:
+                raise ConfigError(f"init_from: {e}") from None
             if self.model.chain_sample_rate != self.sample_rate:
-                raise ValueError(f"init_from model runs its chain at {self.model.chain_sample_rate} Hz but chain.sample_rate={self.sample_rate}")
+                raise ConfigError(f"init_from model runs its chain at {self.model.chain_sample_rate} Hz but chain.sample_rate={self.sample_rate}")
         self.model.to(self.device).train()
         self.net: torch.nn.Module = self.model.network
 
@@ -312,7 +327,7 @@ class Trainer:
             return found
         found = find_latest_checkpoint(str(resume))
         if found is None:
-            raise ValueError(f"resume={resume!r}: no complete checkpoint found there")
+            raise StateError(f"resume={resume!r}: no complete checkpoint found there")
         return found
 
     def _init_fresh(self) -> None:
