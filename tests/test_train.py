@@ -204,6 +204,11 @@ def test_trainer_threads_also_bound_the_chains_numba_kernels(tmp_path: Path) -> 
     ("optim.lr=-1", "optim.lr must be positive"),
     ("init_from=/nonexistent/model.safetensors", "init_from: /nonexistent/model"),
     ("resume=/nonexistent", "resume='/nonexistent': no complete checkpoint"),
+    ("trainer.max_steps=-5", "trainer.max_steps must be >= 0"),
+    ("chain.sample_rate=0", "chain.sample_rate must be positive"),
+    ("trainer.device=tpu9", "trainer.device=tpu9: not a device"),
+    pytest.param("trainer.device=cuda", "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")),
 ])
 def test_cli_config_mistakes_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture, override: str, words: str) -> None:

@@ -100,11 +100,14 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     """``auto`` -> cuda:<local rank> when CUDA is present, else cpu."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device={name}: not a device (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but CUDA is not available here (torch.cuda.is_available() is False)")
     if name == "cuda":
         return torch.device("cuda", info.local_rank % max(1, torch.cuda.device_count()))
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"trainer.device={name} but CUDA is not available")
     return device
 
 
@@ -121,7 +124,7 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if mode == "fp16":
         if device.type != "cuda":
-            raise ValueError("trainer.amp=fp16 needs CUDA; use bf16 or off on CPU")
+            raise ConfigError("trainer.amp=fp16 needs CUDA; use bf16 or off on CPU")
         return torch.float16
     raise ValueError(f"trainer.amp must be auto | bf16 | fp16 | off, got {mode!r}")
 
@@ -243,6 +246,10 @@ class Trainer:
             raise ConfigError(f"trainer.batch_size must be at least 1, got {self.global_batch}")
         if self.global_batch % self.info.world_size:
             raise ConfigError(f"trainer.batch_size={self.global_batch} must be divisible by the world size {self.info.world_size}")
+        if int(tc.max_steps) < 0:
+            raise ConfigError(f"trainer.max_steps must be >= 0, got {tc.max_steps}")
+        if not int(cfg.chain.sample_rate) > 0:
+            raise ConfigError(f"chain.sample_rate must be positive, got {cfg.chain.sample_rate}")
         for key in ("lr", "eps"):
             if not float(cfg.optim[key]) > 0:
                 raise ConfigError(f"optim.{key} must be positive, got {cfg.optim[key]}")
