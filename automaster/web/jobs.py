@@ -461,7 +461,7 @@ class JobManager:
             # was mastered: the job is "failed" with the refusals as its error, and ready
             batch_partial = rc > 0 and job.kind == "batch"
             result = self._collect(job, out) if rc == 0 or batch_partial else None
-            partial = rc != 0 and result is not None
+            partial = batch_partial and result is not None
             if rc != 0 or result is None:
                 job.status = "failed"
                 if errors:
