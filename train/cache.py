@@ -108,6 +108,7 @@ def build_cache(manifest: Path, out: Path, sample_rate: int = 44100) -> Path:
     done = dict(old.get("tracks", {}))
     frames = int(old.get("frames", 0)) if done else 0
     mode = "r+b" if done else "wb"
+    (out / "audio.f16").unlink(missing_ok=True)  # a version-1 (float16) cache's samples: unusable now
     with open(out / AUDIO, mode) as fh:
         fh.truncate(frames * FRAME_BYTES)
         fh.seek(frames * FRAME_BYTES)
