@@ -331,6 +331,85 @@ _TP_BLOCK = 32
 
 
 @njit(**_OPTS)
+def true_peak_max_forward(x, taps, out):
+    """Per-item true peak (largest |value| of the 4x-oversampled signal), no envelope.
+
+    x: (batch, channels, samples); taps: (3, K) interpolator phases as in
+    :func:`true_peak_envelope_forward` (value at n + p/4 from x[n-K/2+1 .. n+K/2], zero
+    outside); out: (batch,). The answer is at least the sample peak S, and an in-between
+    value can only exceed S near samples above S / sum|taps|, so only those blocks are
+    filtered; nothing is stored per sample.
+    """
+    nb, nc, n = x.shape
+    k_len = taps.shape[1]
+    half = k_len // 2
+    l1 = 0.0
+    for p in range(3):
+        s = 0.0
+        for k in range(k_len):
+            s += abs(taps[p, k])
+        l1 = max(l1, s)
+    nblocks = (n + _TP_BLOCK - 1) // _TP_BLOCK
+    bpeak = np.zeros((nb, nblocks))
+    for job in prange(nb * nblocks):
+        b = job // nblocks
+        t0 = (job % nblocks) * _TP_BLOCK
+        t1 = min(n, t0 + _TP_BLOCK)
+        m = 0.0
+        for c in range(nc):
+            for t in range(t0, t1):
+                a = abs(x[b, c, t])
+                if a > m:
+                    m = a
+        bpeak[b, job % nblocks] = m
+    for b in range(nb):
+        out[b] = bpeak[b].max() if nblocks else 0.0
+    bmax = np.zeros((nb, nblocks))
+    per = 64  # blocks per job: the scratch row is allocated once per job
+    njobs = (nblocks + per - 1) // per
+    for job in prange(nb * njobs):
+        b = job // njobs
+        first = (job % njobs) * per
+        acc = np.empty(_TP_BLOCK, dtype=x.dtype)
+        seg = np.zeros(_TP_BLOCK + k_len, dtype=x.dtype)
+        for blk in range(first, min(nblocks, first + per)):
+            # samples that feed this block's in-between values: blocks blk-1 .. blk+1
+            local = bpeak[b, blk]
+            if blk > 0:
+                local = max(local, bpeak[b, blk - 1])
+            if blk + 1 < nblocks:
+                local = max(local, bpeak[b, blk + 1])
+            if local * l1 <= out[b]:
+                continue
+            t0 = blk * _TP_BLOCK
+            m = min(n, t0 + _TP_BLOCK) - t0
+            j0 = t0 - half + 1
+            inside = j0 >= 0 and t0 + m - half + k_len <= n
+            best = 0.0
+            for c in range(nc):
+                if inside:
+                    seg[: m + k_len - 1] = x[b, c, j0: j0 + m + k_len - 1]
+                else:
+                    for i in range(m + k_len - 1):
+                        j = j0 + i
+                        seg[i] = x[b, c, j] if j >= 0 and j < n else 0.0
+                for p in range(3):
+                    acc[:] = 0.0
+                    for k in range(k_len):  # contiguous outputs per tap: vectorizes
+                        w = taps[p, k]
+                        for i in range(m):
+                            acc[i] += w * seg[i + k]
+                    for i in range(m):
+                        a = abs(acc[i])
+                        if a > best:
+                            best = a
+            bmax[b, blk] = best
+    for b in range(nb):
+        if nblocks:
+            out[b] = max(out[b], bmax[b].max())
+
+
+@njit(**_OPTS)
 def true_peak_envelope_forward(x, taps, floor, env, code):
     """Channel-linked true-peak envelope over [n-1, n+1) per batch item.
 

@@ -417,6 +417,18 @@ def _use_cpu_kernel(t: Tensor) -> bool:
     return t.device.type == "cpu" and not _TRITON_ON_CPU
 
 
+def true_peak_max(x: Tensor, taps: Tensor) -> Tensor | None:
+    """Inference only: per-item true peak (batch,) as a linear amplitude from one CPU pass
+    that stores nothing per sample; None where that pass does not apply (not a CPU tensor,
+    or autograd has to record the call), and the caller uses the envelope instead."""
+    if not _use_cpu_kernel(x) or (torch.is_grad_enabled() and x.requires_grad):
+        return None
+    x = _compute_dtype(x).detach().contiguous()
+    out = torch.zeros(x.shape[0], dtype=torch.float64)
+    _cpu().true_peak_max_forward(_np(x), _np(taps.detach().to(x.dtype).contiguous()), out.numpy())
+    return out.to(x.dtype)
+
+
 def limiter_pass(hold: Tensor, scale: Tensor, ceiling: Tensor, alpha: Tensor, window: int,
                  power: Tensor, step: int) -> tuple[Tensor, Tensor]:
     """Fused, inference-only limiter gain (batch, samples) and the 100 ms energies

@@ -125,12 +125,21 @@ def loudness_range(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     Spread (10th to 95th percentile) of the gated short-term loudness. 0 where fewer
     than two short-term windows pass the gates. Not differentiable.
     """
-    with torch.no_grad():
-        check_audio(x)
-        sub = _subblock_energy(weighted_power(x, sample_rate), sample_rate)
-        windows = _window_energy(sub, SHORT_TERM_HOPS).double().cpu().numpy()
-        values = [_loudness_range_of_energies(e) for e in windows]
-        return torch.tensor([v if math.isfinite(v) else 0.0 for v in values], dtype=x.dtype, device=x.device)
+    return loudness_and_range(x, sample_rate)[1]
+
+
+@torch.no_grad()
+def loudness_and_range(x: torch.Tensor, sample_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(integrated loudness in LUFS, loudness range in LU), each (batch,), from one
+    K-weighting of x (batch, channels, samples): what :func:`integrated_loudness` and
+    :func:`loudness_range` give, for half the filtering. Not differentiable."""
+    check_audio(x)
+    power = weighted_power(x, sample_rate)
+    sub = _subblock_energy(power, sample_rate)
+    windows = _window_energy(sub, SHORT_TERM_HOPS).double().cpu().numpy()
+    values = [_loudness_range_of_energies(e) for e in windows]
+    lra = torch.tensor([v if math.isfinite(v) else 0.0 for v in values], dtype=x.dtype, device=x.device)
+    return loudness_from_subblocks(sub, power), lra
 
 
 def normalize_loudness(x: torch.Tensor, sample_rate: float, target_lufs: float | torch.Tensor) -> torch.Tensor:

@@ -319,14 +319,15 @@ class FeatureExtractor(nn.Module):
 
     def _level_descriptors(self, segs: Tensor, sr: int) -> dict[str, Tensor]:
         """Loudness, LRA, peaks, RMS and crest factor over the analysis windows."""
-        from dsp import integrated_loudness, loudness_range, true_peak  # lazy: model -> dsp
+        from dsp import true_peak  # lazy: model -> dsp
+        from dsp.loudness import loudness_and_range
 
         batch, k, chans, seg_len = segs.shape
         joined = segs.permute(0, 2, 1, 3).reshape(batch, chans, k * seg_len)
-        lufs = torch.nan_to_num(integrated_loudness(joined, sr).to(segs.dtype),
-                                nan=_LUFS_FLOOR, neginf=_LUFS_FLOOR, posinf=20.0)
+        lufs, lra = loudness_and_range(joined, sr)
+        lufs = torch.nan_to_num(lufs.to(segs.dtype), nan=_LUFS_FLOOR, neginf=_LUFS_FLOOR, posinf=20.0)
         lufs = lufs.clamp(_LUFS_FLOOR, 20.0)
-        lra = torch.nan_to_num(loudness_range(joined, sr).to(segs.dtype),
+        lra = torch.nan_to_num(lra.to(segs.dtype),
                                nan=0.0, neginf=0.0, posinf=40.0).clamp(0.0, 40.0)
         # true peak per window (joins between windows are not real samples), max over windows
         tp = true_peak(segs.reshape(batch * k, chans, seg_len), sr).to(segs.dtype)

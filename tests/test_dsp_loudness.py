@@ -9,6 +9,7 @@ import pyloudnorm
 import pytest
 import torch
 
+from dsp.loudness import loudness_and_range
 from dsp import integrated_loudness, loudness_range, momentary_loudness, normalize_loudness, short_term_loudness, true_peak
 
 
@@ -172,6 +173,10 @@ def test_tech3342_loudness_range(parts, expected):
     with torch.no_grad():
         lra = float(loudness_range(to_batch(x), fs)[0])
     assert lra == pytest.approx(expected, abs=1.0)
+    # the one-filtering pair gives the same range and pyloudnorm's integrated loudness
+    lufs2, lra2 = loudness_and_range(to_batch(x), fs)
+    assert float(lra2[0]) == pytest.approx(expected, abs=1.0)
+    assert float(lufs2[0]) == pytest.approx(pyln_lufs(x, fs), abs=0.05)
 
 
 def test_loudness_range_of_steady_tone_is_zero():
@@ -305,3 +310,29 @@ def test_true_peak_batch_and_silence():
         tp = true_peak(x, fs)
     assert float(tp[0]) == pytest.approx(20 * math.log10(0.5), abs=0.05)
     assert float(tp[1]) < -100
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 5), (2, 2, 31), (1, 2, 33), (3, 1, 4097), (2, 2, 44100)])
+def test_true_peak_measurement_pass_equals_the_envelope(shape):
+    """The measurement-only pass (no per-sample envelope, blocks that cannot reach the sample
+    peak skipped) returns exactly the largest value of the limiter's true-peak envelope,
+    including at the ends (zero outside) and in partial blocks; with autograd recording,
+    the envelope path runs and gives the same value."""
+    from dsp._ops import true_peak_envelope_linked, true_peak_max
+    from dsp.truepeak import interpolation_taps, true_peak_linear
+
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(*shape, generator=gen) * 0.2
+    x[0, -1, shape[2] // 2] = 0.8  # a lone spike: its neighbourhood decides
+    x[-1, 0, -1] = -0.7            # and one at the very end
+    taps = interpolation_taps("cpu", x.dtype)
+    fast = true_peak_max(x, taps)
+    assert fast is not None
+    envelope = true_peak_envelope_linked(x, taps, None).amax(dim=1)
+    assert torch.equal(fast, envelope)
+    xg = x.clone().requires_grad_(True)
+    assert true_peak_max(xg, taps) is None  # autograd records: the envelope path instead
+    slow = true_peak_linear(xg)
+    slow.sum().backward()
+    assert torch.equal(slow.detach(), envelope)
+    assert xg.grad is not None and bool(torch.isfinite(xg.grad).all())
