@@ -88,3 +88,35 @@ def test_default_model_hears_the_loudness_target():
     pc, pq = chain.normalize([club]), chain.normalize([quiet])
     idx = [i for i, n in enumerate(chain.param_names) if n.startswith("multiband.")]
     assert float((pc[0, idx] - pq[0, idx]).abs().max()) > 0.01
+
+
+def test_album_prediction_hears_the_album_target_and_ceiling():
+    """The album asks the model for the album's target and ceiling, as a single master does:
+    a -8 LUFS album and a -16 LUFS album of the same track get different dynamics, and
+    each equals the single-track prediction at that level."""
+    from pathlib import Path
+
+    from automaster.album.master import AlbumOptions, Track
+    from automaster.album.master import _predict as album_predict
+    from automaster.metering import Meter
+    from automaster.testing import synth_mix
+
+    x = synth_mix(12.0, SR, seed=22, level_db=-20)
+    meter = Meter(SR, 2, true_peak=False)
+    meter.process(x)
+
+    def album_setting(target: float, ceiling: float) -> dict:
+        t = Track(0, Path("a.wav"), "a", None)
+        t.audio, t.input = x, meter.result().as_dict()
+        album_predict([t], SR, AlbumOptions(target_lufs=target, ceiling_dbtp=ceiling, model="default",
+                                       device="cpu"), lambda m: None)
+        return t.predicted
+
+    model = load_checkpoint("default")
+    chain = MasteringChain(SR)
+    idx = [i for i, n in enumerate(chain.param_names) if n.startswith("multiband.")]
+    club, quiet = album_setting(-8.0, -1.0), album_setting(-16.0, -1.0)
+    pc, pq = chain.normalize([club]), chain.normalize([quiet])
+    assert float((pc[0, idx] - pq[0, idx]).abs().max()) > 0.01
+    single = chain.normalize([_predict(model, x, -8.0)])
+    assert float((pc - single).abs().max()) < 1e-4

@@ -238,18 +238,21 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
                 "reasons": reasons}
     transitions = transitions_for(tracks, opts)
 
-    # 3. settings: predicted per track, pulled toward the album mean by cohesion
-    _predict(tracks, sr, opts, note)
-    lap("predict")
-
-    # 4. levels, 5. master each track, 6. assemble; once more if the album came out quiet
+    # 3. settings: predicted per track for the loudness it is planned to have (the model
+    # hears the target and the ceiling), pulled toward the album mean by cohesion
     input_lufs = [t.input["integrated_lufs"] if t.input["integrated_lufs"] is not None
                   else -math.inf for t in tracks]
-    inputs = [t.audio for t in tracks]
     hops = [faded_hops(t.hops, 0.1, t.fade_in, t.fade_out,
                        transitions[k - 1].crossfade if k else 0.0,
                        transitions[k].crossfade if k < len(transitions) else 0.0)
             for k, t in enumerate(tracks)]
+    first_plan = plan_levels(opts.loudness, opts.target_lufs, input_lufs,
+                             [t.offset for t in tracks], hops, 0.0)
+    _predict(tracks, sr, opts, note, first_plan.planned_lufs)
+    lap("predict")
+
+    # 4. levels, 5. master each track, 6. assemble; once more if the album came out quiet
+    inputs = [t.audio for t in tracks]
     extra = 0.0
     for attempt in range(2):
         plan = plan_levels(opts.loudness, opts.target_lufs, input_lufs,
@@ -310,7 +313,10 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
                        playlist, timings)
 
 
-def _predict(tracks: list[Track], sr: int, opts: AlbumOptions, note) -> None:
+def _predict(tracks: list[Track], sr: int, opts: AlbumOptions, note,
+             levels: list[float] | None = None) -> None:
+    """Each track's setting, asked of the model for its planned loudness (``levels``, LUFS;
+    the album's target where not given or not finite) under the album's ceiling."""
     import torch
 
     from automaster.io import ArraySource
@@ -323,9 +329,10 @@ def _predict(tracks: list[Track], sr: int, opts: AlbumOptions, note) -> None:
     model = load_model(opts.model, device)
     with compute_threads(opts.threads):
         ps = []
-        for t in tracks:
+        for k, t in enumerate(tracks):
+            level = levels[k] if levels is not None and math.isfinite(levels[k]) else opts.target_lufs
             job = Job(intensity=opts.intensity, model=model, device=device, name=str(t.path),
-                      notify=note)
+                      notify=note, target_lufs=float(level), ceiling_dbtp=opts.ceiling_dbtp)
             before = Measurement(**{k: (v if v is not None else -math.inf)
                                     for k, v in t.input.items()})
             with torch.no_grad():
