@@ -296,3 +296,80 @@ def test_png_restoration_panel(album_run, tmp_path):
     assert restoration_panel(doc) == []
     draw_album(doc, str(tmp_path / "without.png"))
     assert png_height(tmp_path / "with.png") > png_height(tmp_path / "without.png")
+
+
+# ------------------------------------------------------------------ --reference
+def _tilt_db(x: np.ndarray) -> float:
+    """Treble (4-12 kHz) minus bass (60-200 Hz) long-term level, dB (Welch, channel mean)."""
+    from scipy.signal import welch
+
+    f, p = welch(np.asarray(x, np.float64).mean(axis=0), SR, nperseg=8192)
+    band = lambda lo, hi: 10 * np.log10(p[(f >= lo) & (f < hi)].mean())  # noqa: E731
+    return float(band(4000, 12000) - band(60, 200))
+
+
+@pytest.fixture(scope="module")
+def bright_reference(tmp_path_factory) -> Path:
+    """A finished master: a mix through +6 dB treble and -4 dB bass shelves, at -18 LUFS (a
+    louder render of this synthetic mix limits hard enough to fill its weak treble with
+    distortion, measured: the tilt below would read the input's again at -12 LUFS)."""
+    import torch
+
+    from dsp import MasteringChain
+
+    chain = MasteringChain(SR)
+    s = chain.denormalize(chain.identity_params(1))[0]
+    s.update({"eq.high_shelf.gain_db": 6.0, "eq.high_shelf.cutoff_hz": 5000.0,
+              "eq.low_shelf.gain_db": -4.0, "eq.low_shelf.cutoff_hz": 150.0})
+    x = synth_mix(6.0, SR, 2, -22.0, seed=9)
+    with torch.no_grad():
+        ref = chain(torch.from_numpy(x)[None], chain.normalize([s]), ceiling_dbtp=-1.0,
+                    target_lufs=-18.0)[0].numpy()
+    p = tmp_path_factory.mktemp("ref") / "bright.wav"
+    sf.write(str(p), ref.T, SR, subtype="FLOAT")
+    return p
+
+
+def test_album_reference_matches_tone_and_loudness(tracks, bright_reference, tmp_path, capsys):
+    """Every track is matched to the reference (its tone moves the reference's way), and with
+    no --target the album gets the reference's loudness."""
+    out = tmp_path / "out"
+    code, _, err = run([tracks["song"], tracks["single"], "-o", out, "--reference", bright_reference,
+                        "--restore", "off", "-q"], capsys)
+    assert code == 0, err
+    ref_lufs = lufs(read(bright_reference), SR)
+    doc = json.loads((out / "album.json").read_text())
+    assert doc["album"]["reference"]["file"] == str(bright_reference)
+    assert doc["album"]["target_lufs"] == pytest.approx(ref_lufs, abs=0.05)
+    assert lufs(read(out / "album.wav"), SR) == pytest.approx(ref_lufs, abs=0.5)
+    for t, name in zip(doc["tracks"], ("song", "single")):
+        assert t["setting_source"].startswith("reference")
+        assert t["reference_match"]["loss_best"] < t["reference_match"]["loss_start"]["total"]
+        before, after = _tilt_db(read(tracks[name])), _tilt_db(read(out / t["file"]))
+        assert after - before > 2.0, (name, before, after)  # brighter and leaner, as the reference
+    assert tp_db(read(out / "album.wav")) <= CEILING + 0.05
+
+
+def test_album_reference_loudness_as_played_and_errors(tracks, bright_reference, tmp_path, capsys):
+    """A mono reference sets a stereo album's target 3.01 dB above its measured loudness (as
+    for a single master); a missing or silent reference is one line, exit 2, before work."""
+    from automaster.album.cli import _load_reference
+    from automaster.album.master import AlbumOptions
+
+    mono = tmp_path / "mono.wav"
+    sf.write(str(mono), read(bright_reference)[0], SR, subtype="FLOAT")
+    opts, notes = AlbumOptions(target_lufs=math.nan), []
+    _load_reference(str(mono), opts, 2, notes.append)
+    assert opts.target_lufs == pytest.approx(lufs(read(mono)[0][None], SR) + 3.01, abs=0.05)
+    assert "as played" in notes[0]
+    opts = AlbumOptions(target_lufs=-16.0)  # an explicit target wins
+    _load_reference(str(mono), opts, 2, notes.append)
+    assert opts.target_lufs == -16.0 and opts.reference is not None
+
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), np.zeros((SR, 2)), SR)
+    for ref in (tmp_path / "missing.wav", silent):
+        out = tmp_path / f"out_{ref.stem}"
+        code, _, err = run([tracks["song"], "-o", out, "--reference", ref], capsys)
+        one_error(code, err, ref.name)
+        assert not out.exists() or not any(out.iterdir())

@@ -376,19 +376,33 @@ def test_settings_body_nested_too_deeply_is_a_400(client, excerpt):
     client.delete(f"/api/jobs/{jid}", headers=AUTH)
 
 
-def test_album_with_a_reference_is_refused_up_front(client, excerpt):
-    """The page sends the reference whatever the mode; an album job with one failed
-    after the upload with argparse's "unrecognized arguments: --reference (see automaster
-    album --help)", since the album command has no --reference."""
-    data = excerpt.read_bytes()
-    before = set(client.manager.root.iterdir())
-    r = client.post("/api/jobs", headers=AUTH, data={"album": "1"},
-                    files=[("file", ("a.wav", data, "audio/wav")),
-                           ("file", ("b.wav", data, "audio/wav")),
-                           ("reference", ("ref.wav", data, "audio/wav"))])
-    assert r.status_code == 400, r.text
-    assert "reference" in r.json()["error"] and "--help" not in r.json()["error"]
-    assert set(client.manager.root.iterdir()) == before
+def test_album_with_a_reference_matches_it(client, tmp_path):
+    """The page sends the reference whatever the mode; the album command takes --reference
+    (it was refused before it did): every track is matched to it and, with no target
+    given, the album gets the reference's loudness."""
+    from automaster.testing import synth_mix
+
+    files = []
+    for k, (level, seed) in enumerate(((-24.0, 1), (-20.0, 2))):
+        buf = io.BytesIO()
+        sf.write(buf, synth_mix(4.0, 44100, level_db=level, seed=seed).T, 44100, format="WAV",
+                 subtype="PCM_16")
+        files.append(("file", (f"song {k + 1}.wav", buf.getvalue(), "audio/wav")))
+    buf = io.BytesIO()
+    sf.write(buf, synth_mix(5.0, 44100, level_db=-17.0, seed=7).T, 44100, format="WAV", subtype="PCM_16")
+    ref = buf.getvalue()
+    r = client.post("/api/jobs", headers=AUTH, data={"album": "1", "gap": "1"},
+                    files=files + [("reference", ("ref.wav", ref, "audio/wav"))])
+    assert r.status_code == 200, r.text
+    jid = r.json()["id"]
+    st = wait(client, jid)
+    assert st["status"] == "done", st["error"]
+    doc = st["report"]
+    assert doc["album"]["reference"]["file"].endswith("ref.wav")
+    assert all(t["setting_source"].startswith("reference") for t in doc["tracks"])
+    album = client.get(f"/api/jobs/{jid}/master", headers=AUTH)
+    assert abs(lufs(album.content) - lufs(ref)) <= 0.5
+    client.delete(f"/api/jobs/{jid}", headers=AUTH)
 
 
 def test_album_with_codec_safe_is_refused_up_front(client, excerpt):

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cohesion", type=float, default=0.0, metavar="0..1",
                    help="pull each track's settings toward the album mean (default 0)")
     g.add_argument("--intensity", type=float, default=1.0, metavar="0..1")
+    g.add_argument("--reference", metavar="REF",
+                   help="match every track to a reference master's sound; without --target "
+                        "or --platform the album gets the reference's loudness")
     g.add_argument("--model", metavar="NAME|PATH", help="checkpoint name or path")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     g.add_argument("--downmix", action="store_true",
@@ -95,7 +98,8 @@ def _options(args: argparse.Namespace):
     from automaster.cli import _resolve_loudness
 
     target, ceiling = _resolve_loudness(args)  # --platform, then the single-track defaults
-    if not (math.isfinite(target) and -70.0 < target <= 0.0):
+    # None: the reference's loudness, known once it is measured (run)
+    if target is not None and not (math.isfinite(target) and -70.0 < target <= 0.0):
         raise UserError(f"--target must be between -70 and 0 LUFS, got {target:g}")
     check("--ceiling", ceiling, -30.0, 0.0)
     check("--gap", args.gap, 0.0, 600.0)
@@ -120,7 +124,7 @@ def _options(args: argparse.Namespace):
         threads = max(1, int(os.environ.get("AUTOMASTER_THREADS", "1") or 1))
     except ValueError:
         raise UserError("AUTOMASTER_THREADS must be a positive integer") from None
-    return AlbumOptions(target_lufs=target, ceiling_dbtp=ceiling, loudness=args.loudness,
+    return AlbumOptions(target_lufs=math.nan if target is None else target, ceiling_dbtp=ceiling, loudness=args.loudness,
                         cohesion=args.cohesion, sequence=args.sequence,
                         gap=0.0 if args.crossfade else args.gap,
                         crossfade=args.crossfade or 0.0, fade_in=args.fade_in,
@@ -183,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     def note(message: str) -> None:
         say(f"automaster: note: {one_line(message)}", err=True)
 
+    if args.reference:
+        _load_reference(args.reference, opts, channels, note)
     if args.ddp:
         _check_cd(checked, transitions, sr, playlist)
         from automaster.album.ddp import rendition_note
@@ -237,6 +243,32 @@ def run(args: argparse.Namespace) -> int:
                 f"{d['lead_out']}, verified (read back: PQ times, ISRCs, catalog, audio); "
                 f"MD5s in {d['checksum_file']}")
     return 0
+
+
+def _load_reference(path: str, opts, channels: int, note) -> None:
+    """Load and measure ``--reference`` (before the heavy part): every track is matched to
+    it, and without --target/--platform the album's loudness is the reference's as played
+    (a mono reference for a stereo album 3.01 dB louder, as for a single master)."""
+    from automaster.pipeline import reference_source
+    from automaster.pipeline.analyse import (measure_source, played_loudness_offset_db,
+                                             refuse_silent_reference)
+
+    source, name = reference_source(path, 0)
+    m = measure_source(source, true_peak=False, name=name).result()
+    refuse_silent_reference(m, name)
+    opts.reference, opts.reference_name = source, name
+    opts.reference_report = {"file": name, **m.as_dict()}
+    if math.isnan(opts.target_lufs):
+        offset = played_loudness_offset_db(source.channels, channels)
+        target = round(m.integrated_lufs + offset, 2)
+        if not -70.0 < target <= 0.0:
+            raise UserError(f"the reference measures {m.integrated_lufs:.1f} LUFS: outside the "
+                            f"album's -70 to 0 LUFS target range; give --target", path)
+        opts.target_lufs = target
+        opts.reference_report["album_target_lufs"] = target
+        note(f"album target {target:.1f} LUFS: the reference's loudness"
+             + (f" as played ({m.integrated_lufs:.1f} measured, {offset:+.2f} dB for its "
+                f"channels)" if offset else ""))
 
 
 def _check_cd(tracks, transitions, sr: int, playlist) -> None:

@@ -53,6 +53,9 @@ class AlbumOptions:
     restore: str = "auto"            # restoration per track at load (automaster.restore)
     denoise: float | None = None
     mono_bass_hz: float | None = None
+    reference: Any = None            # a finished master (Source) every track is matched to
+    reference_name: str = "reference"
+    reference_report: dict | None = None  # its measurement, for album.json
 
 
 @dataclass
@@ -332,12 +335,18 @@ def _predict(tracks: list[Track], sr: int, opts: AlbumOptions, note,
         for k, t in enumerate(tracks):
             level = levels[k] if levels is not None and math.isfinite(levels[k]) else opts.target_lufs
             job = Job(intensity=opts.intensity, model=model, device=device, name=str(t.path),
-                      notify=note, target_lufs=float(level), ceiling_dbtp=opts.ceiling_dbtp)
+                      notify=note, target_lufs=float(level), ceiling_dbtp=opts.ceiling_dbtp,
+                      reference=opts.reference, reference_name=opts.reference_name)
             before = Measurement(**{k: (v if v is not None else -math.inf)
                                     for k, v in t.input.items()})
-            with torch.no_grad():
-                p, info = choose_setting(chain, ArraySource(t.audio, sr), before, job, device)
+            # no torch.no_grad here: a reference match optimizes through the chain
+            p, info = choose_setting(chain, ArraySource(t.audio, sr), before, job, device)
             t.master_report["setting_source"] = info.get("source")
+            match = info.get("reference")
+            if match:  # how far the fit moved the descriptors toward the reference's
+                t.master_report["reference_match"] = {k: match[k] for k in
+                                                      ("steps", "loss_start", "loss_best")
+                                                      if k in match}
             ps.append(p.detach().cpu().float())
     P = torch.cat(ps, dim=0)
     live = [i for i, t in enumerate(tracks)
