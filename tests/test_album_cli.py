@@ -373,3 +373,43 @@ def test_album_reference_loudness_as_played_and_errors(tracks, bright_reference,
         code, _, err = run([tracks["song"], "-o", out, "--reference", ref], capsys)
         one_error(code, err, ref.name)
         assert not out.exists() or not any(out.iterdir())
+
+
+# ------------------------------------------------------------------ --codec-safe
+def _decoded_tp_db(wav: Path, tmp: Path, fmt: str, subtype: str, **kw) -> float:
+    """Encode with libsndfile, decode, 4x-oversampled true peak (scipy), dBTP."""
+    x, sr = sf.read(str(wav), dtype="float32")
+    path = tmp / f"enc.{fmt.lower()}"
+    sf.write(str(path), x, sr, format=fmt, subtype=subtype, **kw)
+    y, _ = sf.read(str(path), dtype="float64", always_2d=True)
+    return tp_db(y.T)
+
+
+def test_album_codec_safe_keeps_encoded_peaks_under_the_ceiling(tmp_path, capsys):
+    """A hot album: with --codec-safe the limiter goes lower until every checked codec's
+    decoded true peak meets the ceiling; an independent MP3 128k encode of album.wav
+    (scipy's 4x true peak) reads at or below it too."""
+    d = tmp_path / "in"
+    d.mkdir()
+    paths = []
+    for k, (level, seed) in enumerate(((-12.0, 4), (-14.0, 6))):
+        p = d / f"hot{k}.wav"
+        sf.write(str(p), synth_mix(4.0, SR, 2, level, seed=seed).T, SR, subtype="PCM_24")
+        paths.append(p)
+    out = tmp_path / "out"
+    code, stdout, err = run([*paths, "-o", out, "--codec-safe", "--target", "-9",
+                             "--restore", "off"], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "album.json").read_text())
+    codec = doc["translation"]["codec"]
+    assert codec["met"] and codec["codec_safe"]
+    assert {c["codec"] for c in codec["codecs"]} == {"mp3-128k", "mp3-320k", "opus-96k", "opus-160k"}
+    assert all(c["decoded_true_peak_dbtp"] <= CEILING for c in codec["codecs"])
+    # this material overshoots at the -1 dBTP limiter, so the check lowered it
+    assert codec["encodes"] >= 2 and doc["album"]["limiter_ceiling_dbtp"] < CEILING - 0.1
+    assert codec["tries"][0]["decoded_true_peak_dbtp"]["mp3-128k"] > codec["tries"][-1]["decoded_true_peak_dbtp"]["mp3-128k"]
+    assert "decoded true peak" in stdout
+    mp3 = _decoded_tp_db(out / "album.wav", tmp_path, "MP3", "MPEG_LAYER_III",
+                         compression_level=(320 - 128) / 288, bitrate_mode="CONSTANT")
+    assert mp3 <= CEILING + 0.05, mp3
+    assert tp_db(read(out / "album.wav")) <= doc["album"]["limiter_ceiling_dbtp"] + 0.05

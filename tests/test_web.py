@@ -283,6 +283,9 @@ def test_form_fields_become_the_cli_options(tmp_path):
         argv = m.command(job, out)
         assert argv[3] == "album" and "--crossfade" in argv and "--gap" not in argv
         assert argv[argv.index("--sequence") + 1] == "auto"
+        assert "--codec-safe" not in argv
+        m.set_options(job, {"album": "1", "codec_safe": "1"})  # the album takes it too
+        assert "--codec-safe" in m.command(job, out)
         playlist = json.loads((out / "playlist.json").read_text())
         assert [t["title"] for t in playlist["tracks"]] == ["a", "b"]
         # lossy outputs carry no bit depth; --codec-safe only for lossless ones (a lossy
@@ -405,17 +408,17 @@ def test_album_with_a_reference_matches_it(client, tmp_path):
     client.delete(f"/api/jobs/{jid}", headers=AUTH)
 
 
-def test_album_with_codec_safe_is_refused_up_front(client, excerpt):
-    """The album command has no --codec-safe: an album job asking for it was mastered
-    without the check and without a word (QA); now a 400 at upload says so (the page
-    greys the box out in album mode)."""
+def test_album_with_codec_safe_is_accepted(client, excerpt):
+    """The album command has --codec-safe now: an album job asking for it is accepted (it
+    was refused with a 400 while the command had no such check), and GET /api/info lists
+    the option, which is what enables the page's checkbox in album mode."""
+    info = client.get("/api/info", headers=AUTH).json()
+    assert "--codec-safe" in info["options"]["album"]
     data = excerpt.read_bytes()
-    before = set(client.manager.root.iterdir())
     r = client.post("/api/jobs", headers=AUTH, data={"album": "1", "codec_safe": "1"},
                     files=[("file", ("a.wav", data, "audio/wav")), ("file", ("b.wav", data, "audio/wav"))])
-    assert r.status_code == 400, r.text
-    assert "codec-safe" in r.json()["error"]
-    assert set(client.manager.root.iterdir()) == before
+    assert r.status_code == 200, r.text
+    client.delete(f"/api/jobs/{r.json()['id']}", headers=AUTH)
 
 
 def test_restore_reaches_the_cli(client, excerpt):

@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bit-depth", choices=("16", "24", "32f"), help="default 24")
     g.add_argument("--sample-rate", type=int, metavar="HZ",
                    help="album rate (default: the first track's)")
+    g.add_argument("--codec-safe", action="store_true",
+                   help="encode the album as MP3 128/320k and Opus 96/160k, decode, and lower "
+                        "the limiter until every decoded true peak meets --ceiling (what "
+                        "streaming services transcode to; about 4 encodes' time per try)")
     g.add_argument("--ddp", action="store_true",
                    help="also write DIR/DDP/, a DDP 2.00 image for CD replication (44.1 kHz "
                         "16-bit; at most 99 tracks of at least 4 s, 79:57:74 in all)")
@@ -132,7 +136,7 @@ def _options(args: argparse.Namespace):
                         device=args.device, sample_rate=args.sample_rate,
                         downmix=args.downmix, format=args.format, bit_depth=args.bit_depth,
                         threads=threads, restore=args.restore, denoise=args.denoise,
-                        mono_bass_hz=args.mono_bass)
+                        mono_bass_hz=args.mono_bass, codec_safe=args.codec_safe)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -237,6 +241,11 @@ def run(args: argparse.Namespace) -> int:
         say(f"{out}: album {a['integrated_lufs']} LUFS, {a['true_peak_dbtp']} dBTP, "
             f"{a['duration_s']:.1f} s, track loudness spread {a['input_loudness_spread_lu']} "
             f"-> {a['track_loudness_spread_lu']} LU ({opts.loudness} mode)")
+        from automaster.translate.deliver import codec_summary
+
+        line = codec_summary(doc)
+        if line:
+            say(f"  {line}")
         if "ddp" in doc:
             d = doc["ddp"]
             say(f"{out / d['folder']}: DDP 2.00, {len(d['tracks'])} tracks, lead-out "

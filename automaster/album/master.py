@@ -53,6 +53,7 @@ class AlbumOptions:
     restore: str = "auto"            # restoration per track at load (automaster.restore)
     denoise: float | None = None
     mono_bass_hz: float | None = None
+    codec_safe: bool = False         # encode the album with CODEC_SAFE, lower the limiter
     reference: Any = None            # a finished master (Source) every track is matched to
     reference_name: str = "reference"
     reference_report: dict | None = None  # its measurement, for album.json
@@ -101,6 +102,8 @@ class AlbumResult:
     options: AlbumOptions
     playlist: Playlist
     timings: dict = field(default_factory=dict)
+    limiter_ceiling_dbtp: float | None = None  # below the ceiling after a codec-safe check
+    codec: dict | None = None                  # the codec-safe check (FitResult.as_dict)
 
 
 # ---------------------------------------------------------------------------- preparing
@@ -254,8 +257,61 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
     _predict(tracks, sr, opts, note, first_plan.planned_lufs)
     lap("predict")
 
-    # 4. levels, 5. master each track, 6. assemble; once more if the album came out quiet
+    # 4. levels, 5. master each track, 6. assemble, 7. verify: at the album's ceiling, or
+    # (codec-safe) again under a lower limiter ceiling until the encoded album meets it
     inputs = [t.audio for t in tracks]
+    for t in tracks:
+        t.audio = None
+    rendered: dict[str, Any] = {}
+
+    def render(limiter_ceiling: float | None) -> Any:
+        from automaster.io import ArraySource
+
+        ceiling = opts.ceiling_dbtp if limiter_ceiling is None else limiter_ceiling
+        rendered.clear()
+        rendered.update(_render_album(tracks, inputs, transitions, hops, input_lufs, sr,
+                                      channels, ceiling, opts, note, say, lap))
+        rendered["limiter_ceiling"] = ceiling
+        return ArraySource(rendered["album"], sr)
+
+    codec = None
+    if opts.codec_safe:
+        from automaster.translate.codec import CODEC_SAFE, fit_ceiling
+
+        fit = fit_ceiling(render, opts.ceiling_dbtp, list(CODEC_SAFE))
+        lap("codec_check")
+        codec = {**fit.as_dict(), "codec_safe": True, "output_codec": None}
+        if not fit.met:
+            worst = max(fit.checks, key=lambda c: c.true_peak_dbtp)
+            rendered["warnings"].append(
+                f"the decoded true peak ({worst.true_peak_dbtp:.2f} dBTP as {worst.codec.name}) "
+                f"is still above the {opts.ceiling_dbtp:g} dBTP ceiling after {fit.encodes} "
+                f"encodes (limiter ceiling {fit.limiter_ceiling_dbtp:.2f} dBTP)")
+    else:
+        render(None)
+    del inputs
+    warnings.extend(rendered["warnings"])
+    for t in tracks:
+        t.warnings.extend(t.master_warnings)
+        for w in t.warnings:
+            note(f"{t.path}: {w}")
+    result = AlbumResult(tracks, transitions, rendered["layout"], rendered["album"], sr,
+                         rendered["plan"], sequence, rendered["measured"], rendered["curve"],
+                         rendered["trim"], rendered["fixes"], warnings, opts, playlist, timings)
+    result.limiter_ceiling_dbtp = rendered["limiter_ceiling"]
+    result.codec = codec
+    return result
+
+
+def _render_album(tracks: list[Track], inputs: list[np.ndarray], transitions: list[Transition],
+                  hops: list[np.ndarray], input_lufs: list[float], sr: int, channels: int,
+                  ceiling: float, opts: AlbumOptions, note, say, lap) -> dict[str, Any]:
+    """Levels, each track mastered under the limiter ``ceiling``, the album assembled,
+    trimmed and verified (every true peak at or below ``ceiling``); once more if the album
+    came out quiet. Returns the album and its plan, layout, measurements and warnings."""
+    from automaster.metering import Meter
+
+    warnings: list[str] = []
     extra = 0.0
     for attempt in range(2):
         plan = plan_levels(opts.loudness, opts.target_lufs, input_lufs,
@@ -264,7 +320,7 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
         for t, x, level in zip(tracks, inputs, plan.planned_lufs):
             say(f"mastering {t.path.name} to {level:.1f} LUFS")
             t.planned_lufs = level
-            masters.append(_master_track(t, x, sr, level, opts, note))
+            masters.append(_master_track(t, x, sr, level, ceiling, opts, note))
         lap("master_tracks")
         try:
             layout = plan_layout([m.shape[1] for m in masters], sr, transitions,
@@ -274,7 +330,7 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
                             f"0.03 s)") from None
         album = assemble(masters, layout)
         del masters
-        overlaps = limit_overlaps(album, layout, opts.ceiling_dbtp)
+        overlaps = limit_overlaps(album, layout, ceiling)
         lap("assemble")
         album_meter = Meter(sr, channels, true_peak=False)
         album_meter.process(album)
@@ -286,34 +342,27 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
         if level >= opts.target_lufs - TOLERANCE_LU or attempt == 1:
             trim = min(0.0, opts.target_lufs - level)
             if level < opts.target_lufs - TOLERANCE_LU:
+                under = f"{opts.ceiling_dbtp:g} dBTP ceiling" + (
+                    "" if ceiling == opts.ceiling_dbtp
+                    else f" (limited at {ceiling:.2f} dBTP for the codecs)")
                 warnings.append(f"the album reaches {level:.1f} LUFS, short of the "
-                                f"{opts.target_lufs:g} LUFS target under the "
-                                f"{opts.ceiling_dbtp:g} dBTP ceiling")
+                                f"{opts.target_lufs:g} LUFS target under the {under}")
             break
         extra += (opts.target_lufs - level) + 0.1
         note(f"the album measured {level:.2f} LUFS, under the target: mastering again "
              f"{extra:+.2f} dB louder")
-    for t in tracks:
-        t.audio = None
-    del inputs
     if trim:
         album *= np.float32(10.0 ** (trim / 20.0))
-    edges = fix_cut_edges(album, layout, opts.ceiling_dbtp)
+    edges = fix_cut_edges(album, layout, ceiling)
     lap("cut_edges")
-    measured, curve, final_trim = _measure(album, layout, tracks, sr, opts.ceiling_dbtp,
-                                           album_meter, trim)
+    measured, curve, final_trim = _measure(album, layout, tracks, sr, ceiling, album_meter, trim)
     lap("verify")
     if final_trim:
         warnings.append(f"a final {final_trim:.3f} dB trim kept the true peak under the "
                         f"ceiling")
-    for t in tracks:
-        t.warnings.extend(t.master_warnings)
-        for w in t.warnings:
-            note(f"{t.path}: {w}")
-    return AlbumResult(tracks, transitions, layout, album, sr, plan, sequence, measured,
-                       curve, trim + final_trim,
-                       {"limited_overlaps": overlaps, "cut_dips": edges}, warnings, opts,
-                       playlist, timings)
+    return {"album": album, "layout": layout, "plan": plan, "measured": measured,
+            "curve": curve, "trim": trim + final_trim, "warnings": warnings,
+            "fixes": {"limited_overlaps": overlaps, "cut_dips": edges}}
 
 
 def _predict(tracks: list[Track], sr: int, opts: AlbumOptions, note,
@@ -360,12 +409,12 @@ def _predict(tracks: list[Track], sr: int, opts: AlbumOptions, note,
         t.predicted, t.settings = a, b
 
 
-def _master_track(t: Track, x: np.ndarray, sr: int, level: float, opts: AlbumOptions,
-                  note) -> np.ndarray:
+def _master_track(t: Track, x: np.ndarray, sr: int, level: float, ceiling: float,
+                  opts: AlbumOptions, note) -> np.ndarray:
     from automaster.io import ArraySource
     from automaster.pipeline import Job, master_source
 
-    job = Job(target_lufs=level, ceiling_dbtp=opts.ceiling_dbtp, intensity=1.0,
+    job = Job(target_lufs=level, ceiling_dbtp=ceiling, intensity=1.0,
               settings=dict(t.settings), device=opts.device, name=str(t.path),
               notify=note, threads=opts.threads, restore="off")  # restored at load
     try:

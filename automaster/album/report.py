@@ -80,6 +80,8 @@ def album_document(res: Any, files: list[str], audio_name: str) -> dict[str, Any
             "measurement": m,
             "reference": o.reference_report,
             "target_lufs": o.target_lufs, "ceiling_dbtp": o.ceiling_dbtp,
+            "limiter_ceiling_dbtp": None if res.limiter_ceiling_dbtp is None
+            else round(res.limiter_ceiling_dbtp, 3),
             "loudness_mode": o.loudness, "cohesion": o.cohesion,
             "album_gain_db": round(res.plan.album_gain_db, 3),
             "trim_db": round(res.trim_db, 3),
@@ -95,6 +97,7 @@ def album_document(res: Any, files: list[str], audio_name: str) -> dict[str, Any
                                 for k, (t, r) in enumerate(zip(tracks, res.sequence["reasons"]),
                                                            1)]},
         "tracks": tracks,
+        "translation": {"codec": res.codec} if res.codec else None,
         "loudness_over_time": res.loudness_curve,
         "warnings": res.warnings,
         "timings_s": res.timings,

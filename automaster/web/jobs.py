@@ -331,6 +331,8 @@ class JobManager:
                     argv += [f"--{key}", o[key]]
             if job.reference is not None:  # refused up front unless the album command takes it
                 argv += ["--reference", str(job.reference.path)]
+            if o.get("codec_safe"):  # likewise
+                argv += ["--codec-safe"]
             return argv
         argv += [str(i.path) for i in job.inputs]
         if job.kind == "single":
@@ -628,8 +630,8 @@ class JobManager:
 
 
 def _album_takes(option: str) -> bool:
-    """Whether the installed album command has ``option`` (--reference and --codec-safe: not
-    so far)."""
+    """Whether the installed album command has ``option`` (a web server running against an
+    older album command refuses what it would not take)."""
     from automaster.album.cli import build_parser
 
     return any(option in a.option_strings for a in build_parser()._actions)
