@@ -107,6 +107,45 @@ def test_codec_check_temporaries_are_cleaned_up(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_codec_checks_side_by_side_read_a_file_backed_master_safely(tmp_path: Path) -> None:
+    """check_codecs runs the codecs on threads; a master too large for memory sits in a
+    temporary file (FloatStore), read by every encoder at once. Each codec's figures equal
+    those of the same check run alone, in the caller's order, and no temporary stays."""
+    from automaster.pipeline import FloatStore
+    from automaster.translate.codec import check_codec, check_codecs
+    from automaster.translate.deliver import _StoreSource
+
+    rng = np.random.default_rng(5)
+    x = (0.2 * rng.standard_normal((2, 3 * 44100))).astype(np.float32)
+    store = FloatStore(2, x.shape[1], memory_bytes=1024, tmp_dir=str(tmp_path))
+    assert not store.in_memory
+    for s in range(0, x.shape[1], 10000):
+        store.write(s, x[:, s:s + 10000])
+    # reads from several threads at once return exactly what was written (failed unlocked)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def reads(seed: int) -> bool:
+        r = np.random.default_rng(seed)
+        for _ in range(300):
+            a = int(r.integers(0, x.shape[1] - 1))
+            b = min(x.shape[1], a + int(r.integers(1, 40000)))
+            if not np.array_equal(store.read(a, b), x[:, a:b]):
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as ex:
+        assert all(ex.map(reads, range(8)))
+    src = _StoreSource(store, 44100, x.shape[1])
+    codecs = [CODEC_SAFE[0], CODEC_SAFE[2], CODEC_SAFE[1]]
+    together = check_codecs(src, codecs, [None] * 3, str(tmp_path))
+    alone = [check_codec(src, c, None, str(tmp_path)) for c in codecs]
+    assert [c.codec for c in together] == codecs
+    for a, b in zip(together, alone):
+        assert a.measurement.as_dict() == b.measurement.as_dict()
+    store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_codec_safe_wav_gives_per_codec_figures_under_the_ceiling(excerpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "master.wav"
     rc = main([str(excerpt), "-o", str(out), "--target", "-9", "--codec-safe", "--report", "-q"])

@@ -21,13 +21,17 @@ from automaster.pipeline.traces import BandTraces
 
 class FloatStore:
     """(channels, frames) float32 buffer in memory, or in an unnamed temporary file when
-    larger than ``memory_bytes`` (deleted automatically, even on a crash)."""
+    larger than ``memory_bytes`` (deleted automatically, even on a crash). Reads and writes
+    may come from several threads (the codec checks encode one store side by side)."""
 
     def __init__(self, channels: int, frames: int, memory_bytes: int,
                  tmp_dir: str | None = None) -> None:
+        import threading
+
         self.channels, self.frames = channels, frames
         self._mem: np.ndarray | None = None
         self._file = None
+        self._lock = threading.Lock()  # a file's seek + read/write is one step
         if channels * frames * 4 <= memory_bytes:
             self._mem = np.zeros((channels, frames), dtype=np.float32)
         else:
@@ -41,8 +45,10 @@ class FloatStore:
         if self._mem is not None:
             self._mem[:, start:start + block.shape[1]] = block
             return
-        self._file.seek(start * self.channels * 4)
-        self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+        data = np.ascontiguousarray(block.T, dtype=np.float32).tobytes()
+        with self._lock:
+            self._file.seek(start * self.channels * 4)
+            self._file.write(data)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         lo, hi = max(start, 0), min(stop, self.frames)
@@ -53,8 +59,9 @@ class FloatStore:
             if self._mem is not None:
                 out[:, lo - start:hi - start] = self._mem[:, lo:hi]
             else:
-                self._file.seek(lo * self.channels * 4)
-                raw = self._file.read((hi - lo) * self.channels * 4)
+                with self._lock:
+                    self._file.seek(lo * self.channels * 4)
+                    raw = self._file.read((hi - lo) * self.channels * 4)
                 out[:, lo - start:hi - start] = np.frombuffer(raw, np.float32).reshape(
                     hi - lo, self.channels).T
         return out

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = ["Codec", "OUTPUT_CODECS", "CODEC_SAFE", "MARGIN_DB", "MAX_ENCODES", "MP3_RATES", "FitResult",
-           "encode", "decode_measure", "check_codec", "fit_ceiling", "mp3_level", "opus_level"]
+           "encode", "decode_measure", "check_codec", "check_codecs", "fit_ceiling", "mp3_level", "opus_level"]
 
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 OPUS_RATE = 48000  # other rates are resampled to this for Opus
@@ -226,6 +226,25 @@ def check_codec(source, codec: Codec, path: str | os.PathLike | None = None,
     return CodecCheck(codec, m, rate)
 
 
+def check_codecs(source, codecs: list[Codec], paths: list[str | os.PathLike | None],
+                 tmp_dir: str | None = None) -> list[CodecCheck]:
+    """:func:`check_codec` for each codec (and its ``paths`` entry), in order. Several run
+    side by side on threads, one per core: the encoders and decoders run in libsndfile,
+    which soundfile calls without the GIL (measured on two 1-minute MP3 checks: 1.3x with a
+    training run on both cores)."""
+    workers = min(len(codecs), os.cpu_count() or 1)
+    if workers <= 1:
+        return [check_codec(source, c, p, tmp_dir) for c, p in zip(codecs, paths)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="automaster-codec")
+    try:
+        futures = [pool.submit(check_codec, source, c, p, tmp_dir) for c, p in zip(codecs, paths)]
+        return [f.result() for f in futures]
+    finally:  # on an error or Ctrl-C the checks not started are dropped; running ones
+        pool.shutdown(wait=True, cancel_futures=True)  # finish and remove their temp files
+
+
 @dataclass
 class FitResult:
     """Outcome of :func:`fit_ceiling`."""
@@ -271,10 +290,8 @@ def fit_ceiling(render: Callable[[float | None], Any], ceiling_dbtp: float | Non
     result = FitResult(ceiling_dbtp, met=True)
     for attempt in range(max_encodes):
         source = render(limiter)
-        checks = []
-        for codec in codecs:
-            path = keep[1]() if keep is not None and codec == keep[0] else None
-            checks.append(check_codec(source, codec, path, tmp_dir))
+        paths = [keep[1]() if keep is not None and codec == keep[0] else None for codec in codecs]
+        checks = check_codecs(source, list(codecs), paths, tmp_dir)
         result.checks, result.limiter_ceiling_dbtp = checks, limiter
         worst = result.worst_dbtp()
         result.tries.append({"limiter_ceiling_dbtp": None if limiter is None else round(limiter, 3),
