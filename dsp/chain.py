@@ -207,8 +207,19 @@ class MasteringChain(nn.Module):
             return torch.pow(10.0, (g + LIMITER_HEADROOM_DB) / 20.0).to(y.dtype)
 
     @torch.no_grad()
+    def estimate_gain(self, y: torch.Tensor, release_ms: torch.Tensor, ceiling_dbtp: torch.Tensor,
+                      target_lufs: torch.Tensor) -> GainSearch:
+        """The estimating half of the loudness search (:meth:`_search`), no exact render:
+        y (batch, channels, samples) pre-limiter audio, release_ms / ceiling_dbtp /
+        target_lufs (batch,). Returns the search, its ``rendered_gain`` (batch,) the
+        pre-gain in dB whose limited output is estimated within half the tolerance of the
+        target (``out_of_reach`` where no gain reaches it). The inference pipeline starts
+        its exact passes there (automaster/pipeline/loudness.py)."""
+        return self._search(y, release_ms, ceiling_dbtp, target_lufs, estimate_only=True)
+
+    @torch.no_grad()
     def _search(self, y: torch.Tensor, release: torch.Tensor, ceiling_dbtp: torch.Tensor | None,
-                target_lufs: torch.Tensor, hold: torch.Tensor | None = None
+                target_lufs: torch.Tensor, hold: torch.Tensor | None = None, estimate_only: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The loudness search (no autograd, :mod:`dsp.loudness_search`): returns (gain_db
         (batch,), total gain k * G (batch, samples), output (batch, channels, samples),
@@ -275,6 +286,8 @@ class MasteringChain(nn.Module):
         # estimates aim at half the tolerance, so the exact render usually lands inside it
         first = run_search(GainSearch(target, gain_db, LIMITER_HEADROOM_DB, 0.5 * LOUDNESS_TOLERANCE_LU),
                            estimate, MAX_LOUDNESS_PASSES)
+        if estimate_only:
+            return first
         exact = GainSearch(target, first.rendered_gain, first.max_gain - first.rendered_gain)
         exact.out_of_reach = first.out_of_reach.clone()
         run_search(exact, render, MAX_EXACT_PASSES)
