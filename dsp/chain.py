@@ -208,14 +208,16 @@ class MasteringChain(nn.Module):
 
     @torch.no_grad()
     def estimate_gain(self, y: torch.Tensor, release_ms: torch.Tensor, ceiling_dbtp: torch.Tensor,
-                      target_lufs: torch.Tensor) -> GainSearch:
+                      target_lufs: torch.Tensor, hold: torch.Tensor | None = None) -> GainSearch:
         """The estimating half of the loudness search (:meth:`_search`), no exact render:
         y (batch, channels, samples) pre-limiter audio, release_ms / ceiling_dbtp /
-        target_lufs (batch,). Returns the search, its ``rendered_gain`` (batch,) the
-        pre-gain in dB whose limited output is estimated within half the tolerance of the
-        target (``out_of_reach`` where no gain reaches it). The inference pipeline starts
-        its exact passes there (automaster/pipeline/loudness.py)."""
-        return self._search(y, release_ms, ceiling_dbtp, target_lufs, estimate_only=True)
+        target_lufs (batch,); ``hold`` (batch, samples): the limiter's peak hold of y
+        (:meth:`dsp.limiter.Limiter.hold`), computed here when not given. Returns the
+        search, its ``rendered_gain`` (batch,) the pre-gain in dB whose limited output is
+        estimated within half the tolerance of the target (``out_of_reach`` where no gain
+        reaches it). The inference pipeline starts its exact passes there
+        (automaster/pipeline/loudness.py)."""
+        return self._search(y, release_ms, ceiling_dbtp, target_lufs, hold=hold, estimate_only=True)
 
     @torch.no_grad()
     def _search(self, y: torch.Tensor, release: torch.Tensor, ceiling_dbtp: torch.Tensor | None,

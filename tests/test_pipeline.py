@@ -314,3 +314,28 @@ def test_thread_count_is_set_per_call_and_restored(mix):
     finally:
         torch.set_num_threads(saved[0])
         numba.set_num_threads(saved[1])
+
+
+@pytest.mark.parametrize("gain_db", [0.0, 6.0, 12.0])
+def test_limiter_from_the_shared_hold_equals_a_fresh_envelope(mix, gain_db):
+    """An exact pass computes the limiter's gain from the peak hold taken once at unit gain
+    (it scales with the gain) instead of a new envelope of the louder signal: the same gain
+    trace (one block, no lead-in edges), and the output under the ceiling, measured with
+    scipy's 4x oversampling."""
+    from automaster.pipeline import FloatStore
+    from automaster.pipeline.loudness import limited
+    from dsp import MasteringChain
+    from dsp.limiter import limiter_envelope
+
+    chain = MasteringChain(SR)
+    store = FloatStore(2, mix.shape[1], 1 << 30)
+    store.write(0, mix)
+    job = Job(device="cpu", block_frames=mix.shape[1])
+    y = torch.from_numpy(mix)[None]
+    floor = torch.tensor([10.0 ** ((-1.0 - 6.0 - 24.0) / 20.0)])
+    hold = chain.stages["limiter"].hold(limiter_envelope(y, floor))
+    fresh = list(limited(chain, store, gain_db, 50.0, -1.0, job, "cpu", SR))
+    shared = list(limited(chain, store, gain_db, 50.0, -1.0, job, "cpu", SR, hold))
+    assert len(fresh) == len(shared) == 1
+    np.testing.assert_allclose(shared[0][2], fresh[0][2], rtol=0, atol=2e-6)
+    assert true_peak_db(shared[0][1]) <= -1.0 + 0.1

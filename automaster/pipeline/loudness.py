@@ -70,6 +70,7 @@ class Limiting:
     job: Job
     device: object
     progress: Progress
+    hold: object = None  # the limiter's peak hold (1, frames) of the whole store at unit gain
 
     @property
     def sample_rate(self) -> int:
@@ -77,7 +78,7 @@ class Limiting:
 
     def blocks(self, gain_db: float, ceiling: float | None):
         return limited(self.chain, self.store, gain_db, self.release, ceiling, self.job,
-                       self.device, self.sample_rate)
+                       self.device, self.sample_rate, self.hold)
 
 
 @dataclass
@@ -106,11 +107,27 @@ def limiter_gain(chain, y, release_ms: float, ceiling_dbtp: float):
 
 
 def limited(chain, store: FloatStore, gain_db: float, release_ms: float,
-            ceiling: float | None, job: Job, device, sample_rate: int):
-    """Yield (start, output block (channels, n) float32, limiter gain (n,) linear float32)."""
+            ceiling: float | None, job: Job, device, sample_rate: int, hold=None):
+    """Yield (start, output block (channels, n) float32, limiter gain (n,) linear float32).
+
+    With ``hold`` (the peak hold of the whole store at unit gain, which scales with the
+    gain) the limiter's gain is computed for the whole track at once from it: no
+    envelope per pass, and no block edges (the blocks' lead-in approximates this)."""
     import torch
 
     block = block_frames(job, store.frames)
+    if hold is not None and ceiling is not None:
+        k = 10.0 ** (gain_db / 20.0)
+        with torch.no_grad():
+            limiter = chain.stages["limiter"]
+            c = torch.tensor([10.0 ** (ceiling / 20.0)], dtype=hold.dtype, device=hold.device)
+            rel = torch.tensor([float(release_ms)], dtype=hold.dtype, device=hold.device)
+            gain = limiter.gain_from_hold(hold * k, c, rel)[0].to(torch.float32).cpu().numpy()
+        kf = np.float32(k)
+        for s, e in blocks(store.frames, block):
+            g = gain[s:e]
+            yield s, store.read(s, e) * (kf * g)[None, :], g
+        return
     lead = int(min(job.lead_seconds, 1.0) * sample_rate)
     tail = int(TAIL_SECONDS * sample_rate) + 32
     k = np.float32(10.0 ** (gain_db / 20.0))
@@ -247,10 +264,17 @@ def estimated_gain(ctx: Limiting, lim_ceiling: float, target: float, unlimited_d
     render in memory; ``unlimited_db`` when the estimate is not usable."""
     import torch
 
+    from dsp.limiter import limiter_envelope
+
     y = torch.from_numpy(ctx.store.read(0, ctx.store.frames))[None].to(ctx.device)
     one = lambda v: torch.tensor([float(v)], dtype=y.dtype, device=y.device)  # noqa: E731
     with torch.no_grad():
-        est = ctx.chain.estimate_gain(y, one(ctx.release), one(lim_ceiling), one(target))
+        # the envelope exact wherever any pass could limit: up to the largest gain the
+        # search may use, down to a ceiling 6 dB under this one (a verification lowers it
+        # by hundredths of a dB); the hold is shared by the estimate and every exact pass
+        floor = 10.0 ** ((lim_ceiling - 6.0 - (unlimited_db + MAX_EXTRA_DB)) / 20.0)
+        ctx.hold = ctx.chain.stages["limiter"].hold(limiter_envelope(y, one(floor)))
+        est = ctx.chain.estimate_gain(y, one(ctx.release), one(lim_ceiling), one(target), ctx.hold)
     g = float(est.rendered_gain[0])
     _debug(f"estimate gain {g:.3f} (no limiting: {unlimited_db:.3f})")
     return g if math.isfinite(g) and g >= unlimited_db - 1e-6 else unlimited_db
