@@ -34,6 +34,11 @@ def stereo_width(x: torch.Tensor, width: torch.Tensor, mono_below_hz: torch.Tens
         return x
     if x.shape[1] != 2:
         raise ValueError(f"stereo width needs 1 or 2 channels, got {x.shape[1]}")
+    recording = torch.is_grad_enabled() and (x.requires_grad or width.requires_grad or (
+        mono_below_hz is not None and mono_below_hz.requires_grad))
+    if not recording and not bool((width != 1).any()) and (
+            mono_below_hz is None or not bool((mono_below_hz != 0).any())):
+        return x  # the identity setting, exactly (M/S and back would round)
     mid = 0.5 * (x[:, 0] + x[:, 1])
     side = 0.5 * (x[:, 0] - x[:, 1])
     if mono_below_hz is not None:

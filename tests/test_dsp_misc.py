@@ -108,6 +108,28 @@ def test_saturation_amount_zero_is_identity():
         torch.testing.assert_close(saturate(x, torch.zeros(2), FS, reference_lufs=-5.0), x, rtol=0, atol=0)
 
 
+def test_saturation_and_width_identity_shortcuts_keep_gradients_and_mixed_batches():
+    """Inference returns the input itself at the identity setting; a batch with one item
+    off and one on still saturates (widens) the one, and with autograd recording the
+    amount (width) at the identity still gets its gradient."""
+    x = noise()
+    with torch.no_grad():
+        assert saturate(x, torch.zeros(2), FS, reference_lufs=-5.0) is x
+        assert stereo_width(x, torch.ones(2), torch.zeros(2), FS) is x
+        mixed = saturate(x, torch.tensor([0.0, 1.0]), FS, reference_lufs=-5.0)
+        wide = stereo_width(x, torch.tensor([1.0, 1.5]), torch.zeros(2), FS)
+    torch.testing.assert_close(mixed[0], x[0], rtol=0, atol=0)
+    assert float((mixed[1] - x[1]).abs().max()) > 1e-3
+    torch.testing.assert_close(wide[0], x[0], rtol=0, atol=2e-7)
+    torch.testing.assert_close(side_of(wide[1:]), 1.5 * side_of(x[1:]), rtol=1e-5, atol=1e-6)
+    a = torch.zeros(2, requires_grad=True)
+    saturate(x, a, FS, reference_lufs=-5.0).pow(2).sum().backward()
+    assert a.grad is not None and bool((a.grad != 0).all())
+    w = torch.ones(2, requires_grad=True)
+    stereo_width(x, w, torch.zeros(2), FS).pow(2).sum().backward()
+    assert w.grad is not None and bool((w.grad != 0).all())
+
+
 def test_harmonics_grow_with_amount():
     """THD of a 1 kHz sine at the reference level rises with the amount (0 at amount 0)."""
     fs = 48000
