@@ -218,7 +218,8 @@ function trackFigures(st) {
     return t ? { A: t.before.integrated_lufs, B: t.after.integrated_lufs, R: null } : { A: NaN, B: NaN, R: null };
   }
   const t = r.tracks[S.track - 1];
-  return { A: t.input_measurement.integrated_lufs, B: t.lufs, R: null };
+  const ref = (r.album || {}).reference;
+  return { A: t.input_measurement.integrated_lufs, B: t.lufs, R: ref ? ref.integrated_lufs : null };
 }
 
 async function decode(path, params) {
@@ -543,9 +544,11 @@ function renderAlbum(st) {
       el("dt", { text: "Loudness range" }), el("dd", { text: `${al.loudness_range_lu} LU` }),
       el("dt", { text: "Track loudness spread" }), el("dd", { text: `${al.input_loudness_spread_lu} LU in, ${al.track_loudness_spread_lu} LU out` }),
       el("dt", { text: "Duration" }), el("dd", { text: fmtTime(al.duration_s || 0) })),
-    table(["#", "Track", "Start", "Length", "In LUFS", "LUFS", "True peak dBTP", "LRA LU"],
+    table(["#", "Track", "Start", "Length", "In LUFS", "LUFS", "True peak dBTP", "LRA LU", "Settings from"],
       (doc.tracks || []).map((t) => [t.number, t.title, fmtTime(t.start_s), fmtTime(t.duration_s),
-        t.input_measurement.integrated_lufs, t.lufs, t.true_peak_dbtp, t.loudness_range_lu])));
+        t.input_measurement.integrated_lufs, t.lufs, t.true_peak_dbtp, t.loudness_range_lu, t.setting_source])),
+    ...(al.reference ? [el("h3", { text: "Reference" }), kv(al.reference)] : []),
+    ...translationPanel(doc.translation));
   const img = $("album-plot");
   img.src = apiUrl(`/api/jobs/${S.job}/file/album.png`, { v: st.version });
   img.hidden = false;
