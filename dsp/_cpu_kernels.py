@@ -330,6 +330,19 @@ _TP_BLOCK = 32
 
 
 
+@njit(**_ROW)
+def _taps_l1(taps):
+    """Largest sum of |taps| over the interpolator's phases: no in-between value can exceed
+    the largest |sample| of its neighbourhood times this."""
+    l1 = 0.0
+    for p in range(taps.shape[0]):
+        s = 0.0
+        for k in range(taps.shape[1]):
+            s += abs(taps[p, k])
+        l1 = max(l1, s)
+    return l1
+
+
 @njit(**_OPTS)
 def true_peak_max_forward(x, taps, out):
     """Per-item true peak (largest |value| of the 4x-oversampled signal), no envelope.
@@ -343,12 +356,7 @@ def true_peak_max_forward(x, taps, out):
     nb, nc, n = x.shape
     k_len = taps.shape[1]
     half = k_len // 2
-    l1 = 0.0
-    for p in range(3):
-        s = 0.0
-        for k in range(k_len):
-            s += abs(taps[p, k])
-        l1 = max(l1, s)
+    l1 = _taps_l1(taps)
     nblocks = (n + _TP_BLOCK - 1) // _TP_BLOCK
     bpeak = np.zeros((nb, nblocks))
     for job in prange(nb * nblocks):
@@ -425,12 +433,7 @@ def true_peak_envelope_forward(x, taps, floor, env, code):
     nb, nc, n = x.shape
     k_len = taps.shape[1]
     half = k_len // 2
-    l1 = 0.0
-    for p in range(3):
-        s = 0.0
-        for k in range(k_len):
-            s += abs(taps[p, k])
-        l1 = max(l1, s)
+    l1 = _taps_l1(taps)
     nblocks = (n + _TP_BLOCK - 1) // _TP_BLOCK
     for job in prange(nb * nblocks):
         b = job // nblocks

@@ -385,12 +385,7 @@ def test_album_with_a_reference_matches_it(client, tmp_path):
     given, the album gets the reference's loudness."""
     from automaster.testing import synth_mix
 
-    files = []
-    for k, (level, seed) in enumerate(((-24.0, 1), (-20.0, 2))):
-        buf = io.BytesIO()
-        sf.write(buf, synth_mix(4.0, 44100, level_db=level, seed=seed).T, 44100, format="WAV",
-                 subtype="PCM_16")
-        files.append(("file", (f"song {k + 1}.wav", buf.getvalue(), "audio/wav")))
+    files = _song_files(((-24.0, 1), (-20.0, 2)))
     buf = io.BytesIO()
     sf.write(buf, synth_mix(5.0, 44100, level_db=-17.0, seed=7).T, 44100, format="WAV", subtype="PCM_16")
     ref = buf.getvalue()
@@ -458,15 +453,21 @@ def test_serve_refuses_an_infinite_upload_limit(capsys, value):
     assert len(err) == 1 and "--max-upload-mb" in err[0], err
 
 
-def test_album_job_orders_and_exports(client, tmp_path):
+def _song_files(levels_and_seeds) -> list:
+    """Upload fields ("file", ("song K.wav", 4 s synthetic mix as 16-bit WAV, type))."""
     from automaster.testing import synth_mix
 
     files = []
-    for k, (level, seed) in enumerate(((-24.0, 1), (-18.0, 2))):
+    for k, (level, seed) in enumerate(levels_and_seeds):
         buf = io.BytesIO()
         sf.write(buf, synth_mix(4.0, 44100, level_db=level, seed=seed).T, 44100, format="WAV",
                  subtype="PCM_16")
         files.append(("file", (f"song {k + 1}.wav", buf.getvalue(), "audio/wav")))
+    return files
+
+
+def test_album_job_orders_and_exports(client, tmp_path):
+    files = _song_files(((-24.0, 1), (-18.0, 2)))
     r = client.post("/api/jobs", headers=AUTH, files=files,
                     data={"album": "1", "gap": "1", "format": "flac", "bit_depth": "16"})
     assert r.status_code == 200, r.text
