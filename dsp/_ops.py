@@ -152,14 +152,22 @@ def _cascade_setup(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # no zero-filled gradient for ys ((S-1) x the signal) on every backward
     ctx.store = store
     ctx.coef_dtype = coef.dtype
-    ctx.save_for_backward(x, coef, y, ys)
+    if store:
+        ctx.save_for_backward(x, coef, y, ys)
+    else:  # fixed coefficients (K-weighting): the input's gradient needs only them
+        ctx.save_for_backward(coef)
 
 
 def _cascade_backward(ctx, gy, gys):
-    if not ctx.store:
-        raise RuntimeError("biquad_cascade ran without store=True; its section outputs are needed for the gradient")
     if gy is None:
         return None, None, None
+    if not ctx.store:
+        if ctx.needs_input_grad[1]:
+            raise RuntimeError("biquad_cascade ran without store=True; its section outputs are needed "
+                               "for the coefficients' gradient")
+        # the adjoint of a causal filter from rest is the same filter run backwards in time
+        (coef,) = ctx.saved_tensors
+        return _cascade(gy.flip(-1).contiguous(), coef, False)[0].flip(-1), None, None
     x, coef, y, ys = ctx.saved_tensors
     dx, dc = _cascade_bwd(x, coef, y, ys, gy)
     return dx, dc.to(ctx.coef_dtype), None
@@ -180,7 +188,9 @@ def biquad_cascade_rows(x: Tensor, coef: Tensor) -> Tensor:
     outputs are kept only when autograd needs them. Differentiable in both.
     """
     x = _compute_dtype(x)
-    store = torch.is_grad_enabled() and (x.requires_grad or coef.requires_grad)
+    # section outputs are kept only for the coefficients' gradient: the input's alone is
+    # the cascade run backwards in time (fixed filters such as the K-weighting)
+    store = torch.is_grad_enabled() and coef.requires_grad
     return _cascade(x, coef, store)[0]
 
 
