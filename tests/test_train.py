@@ -7,6 +7,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -220,3 +221,31 @@ def test_cli_config_mistakes_are_one_line_errors(tmp_path: Path, monkeypatch: py
     assert words in err and "Traceback" not in err
     assert [ln for ln in err.splitlines() if ln.startswith("automaster-train: error:")] == \
         [ln for ln in err.splitlines() if "error" in ln.lower()]
+
+
+@pytest.mark.parametrize("seconds", [12.0, 7.0])
+def test_item_analysis_reference_and_target_levels_match_pyloudnorm(seconds):
+    """The data workers' levels: the context's loudness (what thresholds and drive are
+    relative to; taken from the features' own measurement when their windows tile the
+    context, measured again otherwise), the master crop's loudness as the target and its
+    true peak as the ceiling; against pyloudnorm and scipy's 4x oversampling."""
+    import json
+
+    import pyloudnorm
+    from scipy.signal import resample_poly
+
+    from automaster.testing import synth_mix
+    from train.pairs import ItemAnalysis
+
+    sr = 44100
+    fc = json.loads((Path(__file__).parents[1] / "checkpoints" / "default.json").read_text())["model_config"]["features"]
+    a = ItemAnalysis(fc, sr, "original", "original")
+    ctx = torch.from_numpy(synth_mix(seconds, sr, 2, -23.0, seed=8))
+    crop = torch.from_numpy(synth_mix(3.0, sr, 2, -16.0, seed=9))
+    out = a(ctx, crop)
+    meter = pyloudnorm.Meter(sr)
+    assert float(out["reference_lufs"]) == pytest.approx(meter.integrated_loudness(ctx.double().numpy().T), abs=0.05)
+    assert float(out["target_lufs"]) == pytest.approx(meter.integrated_loudness(crop.double().numpy().T), abs=0.05)
+    tp = 20 * np.log10(np.abs(resample_poly(crop.double().numpy(), 4, 1, axis=-1)).max())
+    assert float(out["ceiling_dbtp"]) == pytest.approx(min(tp, 0.0), abs=0.1)
+    assert out["features"].shape == (fc["n_mels"] * 4 + 14,) and bool(torch.isfinite(out["features"]).all())

@@ -84,8 +84,19 @@ class ItemAnalysis:
 
             self._extractor = FeatureExtractor(**self.feature_config)
         sr = self.sample_rate
-        out = {"features": self._extractor(context[None].float(), sr)[0],
-               "reference_lufs": reference_lufs(context[None].float(), sr)[0].float()}
+        x = context[None].float()
+        analysis = self._extractor.analyze(x, sr)
+        out = {"features": self._extractor.vectorize(analysis).to(x.dtype)[0]}
+        fx = self._extractor
+        if x.shape[-1] == fx.n_windows * int(round(fx.window_seconds * sr)):
+            # the analysis windows tile the context exactly, so the features' loudness is
+            # the context's (one K-weighting less per item), clamped as reference_lufs does
+            from dsp.level import CEIL_LUFS, FLOOR_LUFS
+
+            lufs = analysis["loudness_lufs"][0].double().clamp(FLOOR_LUFS, CEIL_LUFS)
+            out["reference_lufs"] = lufs.float()
+        else:
+            out["reference_lufs"] = reference_lufs(x, sr)[0].float()
         if self.target_lufs == "original":
             out["target_lufs"] = integrated_loudness(target[None].float(), sr)[0].float()
             if not bool(torch.isfinite(out["target_lufs"])):
