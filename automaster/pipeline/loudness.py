@@ -230,14 +230,14 @@ def _reach_loudness(ctx: Limiting, search: GainSearch, lim_ceiling: float | None
         if ctx.release > FAST_RELEASE_MS:
             job.warnings.append(
                 f"the limiter's release was shortened from {ctx.release:.0f} to {FAST_RELEASE_MS:.0f} ms "
-                f"to reach {target:g} LUFS under the {ceiling:g} dBTP ceiling")
+                f"to reach {target:.1f} LUFS under the {ceiling:g} dBTP ceiling")
             ctx.release = FAST_RELEASE_MS
             settings["limiter.release_ms"] = ctx.release
             search = GainSearch(target, last.gain_db, MAX_EXTRA_DB)
             passes = 0
             continue
         job.warnings.append(
-            f"the target {target:g} LUFS is not reachable under the {ceiling:g} "
+            f"the target {target:.1f} LUFS is not reachable under the {ceiling:g} "
             f"dBTP ceiling with this setting; the master is at {last.level:.1f} LUFS")
         return best, search, passes
 
