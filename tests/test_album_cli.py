@@ -385,10 +385,17 @@ def _decoded_tp_db(wav: Path, tmp: Path, fmt: str, subtype: str, **kw) -> float:
     return tp_db(y.T)
 
 
-def test_album_codec_safe_keeps_encoded_peaks_under_the_ceiling(tmp_path, capsys):
+def test_album_codec_safe_keeps_encoded_peaks_under_the_ceiling(tmp_path, capsys, monkeypatch):
     """A hot album: with --codec-safe the limiter goes lower until every checked codec's
     decoded true peak meets the ceiling; an independent MP3 128k encode of album.wav
-    (scipy's 4x true peak) reads at or below it too."""
+    (scipy's 4x true peak) reads at or below it too. A later try only limits again: each
+    track's chain (before the limiter) is rendered once."""
+    import automaster.pipeline as pipeline
+
+    renders = []
+    real = pipeline.render_pre_limiter
+    monkeypatch.setattr(pipeline, "render_pre_limiter",
+                        lambda *a, **k: renders.append(1) or real(*a, **k))
     d = tmp_path / "in"
     d.mkdir()
     paths = []
@@ -407,6 +414,7 @@ def test_album_codec_safe_keeps_encoded_peaks_under_the_ceiling(tmp_path, capsys
     assert all(c["decoded_true_peak_dbtp"] <= CEILING for c in codec["codecs"])
     # this material overshoots at the -1 dBTP limiter, so the check lowered it
     assert codec["encodes"] >= 2 and doc["album"]["limiter_ceiling_dbtp"] < CEILING - 0.1
+    assert len(renders) == 2  # two tracks, however many tries
     assert codec["tries"][0]["decoded_true_peak_dbtp"]["mp3-128k"] > codec["tries"][-1]["decoded_true_peak_dbtp"]["mp3-128k"]
     assert "decoded true peak" in stdout
     mp3 = _decoded_tp_db(out / "album.wav", tmp_path, "MP3", "MPEG_LAYER_III",

@@ -57,6 +57,9 @@ def test_lossy_master_decodes_under_the_ceiling(excerpt: Path, tmp_path: Path, e
     assert doc["after"]["true_peak_dbtp"] <= CEILING
     assert "after_before_encoding" in doc
     assert len(codec["tries"]) == codec["encodes"]
+    # a later try masters the same source with the same setting: it reuses the first try's
+    # pre-limiter render (Job.prelimiter) and only limits again
+    assert doc["timings_s"]["prelimiter_reused"] is (codec["encodes"] > 1)
     assert doc["translation"]["playback"]["systems"].keys() == {s.name for s in SYSTEMS}
     if ext == "opus":
         assert sf.info(str(out)).samplerate == 48000

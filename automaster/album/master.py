@@ -81,6 +81,7 @@ class Track:
     master_report: dict = field(default_factory=dict)
     restoration: dict | None = None  # the restoration's findings (report["restoration"])
     output: dict = field(default_factory=dict)     # measured on its file's span
+    prelimiter: dict | None = None   # codec-safe: the pipeline's reuse cache (Job.prelimiter)
     warnings: list[str] = field(default_factory=list)         # loading (mono, resampled...)
     master_warnings: list[str] = field(default_factory=list)  # from the mastering pipeline
 
@@ -276,9 +277,20 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
 
     codec = None
     if opts.codec_safe:
+        from automaster.pipeline.job import close_prelimiter
         from automaster.translate.codec import CODEC_SAFE, fit_ceiling
 
-        fit = fit_ceiling(render, opts.ceiling_dbtp, list(CODEC_SAFE))
+        # each try masters every track again under a lower limiter: the same inputs and
+        # settings, so the pre-limiter renders of the first try are kept and reused (memory:
+        # one more float32 copy of the album)
+        for t in tracks:
+            t.prelimiter = {}
+        try:
+            fit = fit_ceiling(render, opts.ceiling_dbtp, list(CODEC_SAFE))
+        finally:
+            for t in tracks:
+                close_prelimiter(t.prelimiter)
+                t.prelimiter = None
         lap("codec_check")
         codec = {**fit.as_dict(), "codec_safe": True, "output_codec": None}
         if not fit.met:
@@ -414,11 +426,14 @@ def _master_track(t: Track, x: np.ndarray, sr: int, level: float, ceiling: float
     from automaster.io import ArraySource
     from automaster.pipeline import Job, master_source
 
+    # rendered again (codec-safe): the source object the first render left in the cache
+    src = (t.prelimiter or {}).get("source") or ArraySource(x, sr)
     job = Job(target_lufs=level, ceiling_dbtp=ceiling, intensity=1.0,
               settings=dict(t.settings), device=opts.device, name=str(t.path),
-              notify=note, threads=opts.threads, restore="off")  # restored at load
+              notify=note, threads=opts.threads, restore="off",  # restored at load
+              prelimiter=t.prelimiter)
     try:
-        result = master_source(ArraySource(x, sr), job)
+        result = master_source(src, job)
     except UserError as e:
         if e.path is None:
             raise UserError(e.message, t.path) from None

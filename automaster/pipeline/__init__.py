@@ -43,7 +43,7 @@ from automaster.pipeline.checks import (check_args, check_audio, check_length_an
                                         check_sample_rate, reference_source)
 from automaster.pipeline.decide import choose_setting, load_model
 from automaster.pipeline.device import resolve_device
-from automaster.pipeline.job import Job, MasterResult, Progress, Timings, compute_threads
+from automaster.pipeline.job import Job, MasterResult, Progress, Timings, close_prelimiter, compute_threads
 from automaster.pipeline.loudness import LIMITER_MARGIN_DB, Limiting, normalize_and_limit
 from automaster.pipeline.render import FloatStore, render_pre_limiter
 from automaster.pipeline.restoration import restoration_lines, restore_input
@@ -111,7 +111,14 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
         original = source
         source = restore_input(source, job, progress)
         timings.lap("restore")
-        analysis = analyse_input(source, job, progress)
+        cache = job.prelimiter
+        if cache is not None and cache.get("source") is source:
+            analysis = cache["analysis"]  # a later try of the same source (Job.prelimiter)
+        else:
+            analysis = analyse_input(source, job, progress)
+            if cache is not None:
+                close_prelimiter(cache)
+                cache.update(source=source, analysis=analysis)
         try:
             timings.lap("analyse")
             return _master_analysed(source, job, analysis, out, progress, timings, original)
@@ -156,11 +163,19 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
         del report["reference"]
     report.update(info)
 
-    store = FloatStore(source.channels, source.frames, job.memory_bytes, job.tmp_dir)
-    comp_trace = BandTraces(source.frames, source.sample_rate) if job.detail else None
+    cache = job.prelimiter
+    reuse = cache is not None and cache.get("source") is source and "store" in cache
+    if reuse:  # the same source and setting rendered before: only loudness and limiter differ
+        store, pre, comp_trace = cache["store"], cache["pre"], cache["trace"]
+    else:
+        store = FloatStore(source.channels, source.frames, job.memory_bytes, job.tmp_dir)
+        comp_trace = BandTraces(source.frames, source.sample_rate) if job.detail else None
     try:
-        pre = render_pre_limiter(chain, p.detach(), source, store, job, device, progress,
-                                 comp_trace, reference_lufs(analysis.before))
+        if not reuse:
+            pre = render_pre_limiter(chain, p.detach(), source, store, job, device, progress,
+                                     comp_trace, reference_lufs(analysis.before))
+            if cache is not None:
+                cache.update(store=store, pre=pre, trace=comp_trace)
         # the absolute gate judged at the level the master will have: a mix just above
         # -70 LUFS that the chain takes a little below it is quiet, not silent
         pre_lufs = pre.integrated_lufs(
@@ -169,13 +184,17 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
         if not math.isfinite(pre_lufs):
             raise UserError("the chain's output with this setting is silent", job.name)
         ctx = Limiting(chain, store, float(settings.get("limiter.release_ms", 100.0)), job,
-                       device, progress)
+                       device, progress, hold=None if cache is None else cache.get("hold"))
         limited = normalize_and_limit(ctx, pre_lufs, settings, out.emit, out.rewind)
+        if cache is not None and ctx.hold is not None:
+            cache["hold"] = ctx.hold
         timings.lap("loudness_and_limiter")
         timings["limiter_passes"] = limited.passes
+        timings["prelimiter_reused"] = reuse
         write_output(ctx, limited, out)
     finally:
-        store.close()
+        if cache is None or cache.get("store") is not store:
+            store.close()
     timings.lap("write")
 
     final_report(report, analysis, limited, job, dict(timings), comp_trace, ref_spectrum)

@@ -72,6 +72,11 @@ class Job:
     mono_bass_hz: float | None = None
     restore_max_bytes: int = RESTORE_MAX_BYTES
     restoration: dict[str, Any] | None = None  # filled by the pipeline (report["restoration"])
+    # renders of one source with one setting that differ only in target or ceiling (the
+    # codec loop's tries): a dict the caller owns; the first render leaves its analysis and
+    # pre-limiter render (store, meter, traces, limiter hold) there and the later ones start
+    # from them. The caller closes cache["store"] when done (close_prelimiter).
+    prelimiter: dict[str, Any] | None = None
 
 
 class Progress:
@@ -138,3 +143,13 @@ def block_frames(job: Job, frames: int) -> int:
 def fmt(v: float) -> str:
     """A level for a message: one decimal, or -inf."""
     return f"{v:.1f}" if math.isfinite(v) else "-inf"
+
+
+def close_prelimiter(cache: dict[str, Any] | None) -> None:
+    """Release what renders left in a :attr:`Job.prelimiter` cache (its store's memory or
+    temporary file)."""
+    if cache:
+        store = cache.get("store")
+        if store is not None:
+            store.close()
+        cache.clear()

@@ -270,10 +270,12 @@ def estimated_gain(ctx: Limiting, lim_ceiling: float, target: float, unlimited_d
     one = lambda v: torch.tensor([float(v)], dtype=y.dtype, device=y.device)  # noqa: E731
     with torch.no_grad():
         # the envelope exact wherever any pass could limit: up to the largest gain the
-        # search may use, down to a ceiling 6 dB under this one (a verification lowers it
-        # by hundredths of a dB); the hold is shared by the estimate and every exact pass
-        floor = 10.0 ** ((lim_ceiling - 6.0 - (unlimited_db + MAX_EXTRA_DB)) / 20.0)
-        ctx.hold = ctx.chain.stages["limiter"].hold(limiter_envelope(y, one(floor)))
+        # search may use, down to a ceiling 12 dB under this one (a verification lowers it
+        # by hundredths of a dB, the codec loop by at most 6 dB in all, reusing the hold
+        # through Job.prelimiter); shared by the estimate and every exact pass
+        if ctx.hold is None:
+            floor = 10.0 ** ((lim_ceiling - 12.0 - (unlimited_db + MAX_EXTRA_DB)) / 20.0)
+            ctx.hold = ctx.chain.stages["limiter"].hold(limiter_envelope(y, one(floor)))
         est = ctx.chain.estimate_gain(y, one(ctx.release), one(lim_ceiling), one(target), ctx.hold)
     g = float(est.rendered_gain[0])
     _debug(f"estimate gain {g:.3f} (no limiting: {unlimited_db:.3f})")

@@ -109,6 +109,10 @@ def master_to_file(source, job, output: str | os.PathLike, bit_depth: str | None
         kept.append(new_temp_file(output))
         return kept[-1]
 
+    # every try masters the same restored source with the same setting: the later ones
+    # reuse the first's analysis and pre-limiter render (only the limiter's ceiling moves)
+    cache: dict[str, Any] = {}
+    job.prelimiter = cache
     if out_codec is not None and out_codec.coded_rate(sr) != sr and job.notify is not None:
         job.notify(f"{out_codec.describe()} codes {out_codec.coded_rate(sr)} Hz: the "
                    f"{sr} Hz master is resampled for encoding")
@@ -130,6 +134,10 @@ def master_to_file(source, job, output: str | os.PathLike, bit_depth: str | None
         for old in kept:
             discard_temp_file(old)
         store.close()
+        job.prelimiter = None
+        from automaster.pipeline.job import close_prelimiter
+
+        close_prelimiter(cache)
 
     report = result.report
     first = state["first"]
