@@ -227,17 +227,18 @@ def _reach_loudness(ctx: Limiting, search: GainSearch, lim_ceiling: float | None
         best, last, passes = _passes_to_target(ctx, search, lim_ceiling, passes)
         if not bool(search.out_of_reach[0]):
             return best, search, passes
-        if ctx.release > FAST_RELEASE_MS:
+        # (a setting read back from physical units may hold 40.0000001 ms: not "40 to 40")
+        if ctx.release > FAST_RELEASE_MS + 0.5:
             job.warnings.append(
                 f"the limiter's release was shortened from {ctx.release:.0f} to {FAST_RELEASE_MS:.0f} ms "
-                f"to reach {target:.1f} LUFS under the {ceiling:g} dBTP ceiling")
+                f"to reach {target:.1f} LUFS under the {round(ceiling, 2):g} dBTP ceiling")
             ctx.release = FAST_RELEASE_MS
             settings["limiter.release_ms"] = ctx.release
             search = GainSearch(target, last.gain_db, MAX_EXTRA_DB)
             passes = 0
             continue
         job.warnings.append(
-            f"the target {target:.1f} LUFS is not reachable under the {ceiling:g} "
+            f"the target {target:.1f} LUFS is not reachable under the {round(ceiling, 2):g} "
             f"dBTP ceiling with this setting; the master is at {last.level:.1f} LUFS")
         return best, search, passes
 
