@@ -353,19 +353,24 @@ def test_album_reference_matches_tone_and_loudness(tracks, bright_reference, tmp
 def test_album_reference_loudness_as_played_and_errors(tracks, bright_reference, tmp_path, capsys):
     """A mono reference sets a stereo album's target 3.01 dB above its measured loudness (as
     for a single master); a missing or silent reference is one line, exit 2, before work."""
-    from automaster.album.cli import _load_reference
-    from automaster.album.master import AlbumOptions
+    from automaster.album.master import AlbumOptions, load_reference, master_album
+    from automaster.album.playlist import Playlist, make_track
+    from automaster.errors import UserError
 
     mono = tmp_path / "mono.wav"
     sf.write(str(mono), read(bright_reference)[0], SR, subtype="FLOAT")
     opts, notes = AlbumOptions(target_lufs=math.nan), []
-    _load_reference(str(mono), opts, 2, notes.append)
+    load_reference(str(mono), opts, 2, notes.append)
     assert opts.target_lufs == pytest.approx(lufs(read(mono)[0][None], SR) + 3.01, abs=0.05)
     assert "as played" in notes[0]
     opts = AlbumOptions(target_lufs=-16.0)  # an explicit target wins
-    _load_reference(str(mono), opts, 2, notes.append)
+    load_reference(str(mono), opts, 2, notes.append)
     assert opts.target_lufs == -16.0 and opts.reference is not None
 
+    # the Python API: no target and no reference is a clear error, before any work
+    with pytest.raises(UserError, match="no loudness target"):
+        master_album(Playlist([make_track(str(tracks["song"]), {}, str(tracks["song"]))]),
+                     AlbumOptions(target_lufs=math.nan))
     silent = tmp_path / "silent.wav"
     sf.write(str(silent), np.zeros((SR, 2)), SR)
     for ref in (tmp_path / "missing.wav", silent):

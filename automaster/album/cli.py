@@ -192,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"automaster: note: {one_line(message)}", err=True)
 
     if args.reference:
-        _load_reference(args.reference, opts, channels, note)
+        from automaster.album.master import load_reference
+
+        load_reference(args.reference, opts, channels, note)
     if args.ddp:
         _check_cd(checked, transitions, sr, playlist)
         from automaster.album.ddp import rendition_note
@@ -252,32 +254,6 @@ def run(args: argparse.Namespace) -> int:
                 f"{d['lead_out']}, verified (read back: PQ times, ISRCs, catalog, audio); "
                 f"MD5s in {d['checksum_file']}")
     return 0
-
-
-def _load_reference(path: str, opts, channels: int, note) -> None:
-    """Load and measure ``--reference`` (before the heavy part): every track is matched to
-    it, and without --target/--platform the album's loudness is the reference's as played
-    (a mono reference for a stereo album 3.01 dB louder, as for a single master)."""
-    from automaster.pipeline import reference_source
-    from automaster.pipeline.analyse import (measure_source, played_loudness_offset_db,
-                                             refuse_silent_reference)
-
-    source, name = reference_source(path, 0)
-    m = measure_source(source, true_peak=False, name=name).result()
-    refuse_silent_reference(m, name)
-    opts.reference, opts.reference_name = source, name
-    opts.reference_report = {"file": name, **m.as_dict()}
-    if math.isnan(opts.target_lufs):
-        offset = played_loudness_offset_db(source.channels, channels)
-        target = round(m.integrated_lufs + offset, 2)
-        if not -70.0 < target <= 0.0:
-            raise UserError(f"the reference measures {m.integrated_lufs:.1f} LUFS: outside the "
-                            f"album's -70 to 0 LUFS target range; give --target", path)
-        opts.target_lufs = target
-        opts.reference_report["album_target_lufs"] = target
-        note(f"album target {target:.1f} LUFS: the reference's loudness"
-             + (f" as played ({m.integrated_lufs:.1f} measured, {offset:+.2f} dB for its "
-                f"channels)" if offset else ""))
 
 
 def _check_cd(tracks, transitions, sr: int, playlist) -> None:

@@ -15,6 +15,7 @@ Memory: the inputs (at the album's rate) and the mastered tracks are held in mem
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -136,6 +137,33 @@ def prepare(playlist: Playlist, opts: AlbumOptions) -> tuple[list[Track], int, i
     return tracks, sr, channels
 
 
+def load_reference(path: str | os.PathLike, opts: AlbumOptions, channels: int, note=None) -> None:
+    """Load and measure ``--reference`` (before the heavy part): every track is matched to
+    it, and without --target/--platform the album's loudness is the reference's as played
+    (a mono reference for a stereo album 3.01 dB louder, as for a single master)."""
+    from automaster.pipeline import reference_source
+    from automaster.pipeline.analyse import (measure_source, played_loudness_offset_db,
+                                             refuse_silent_reference)
+
+    note = note or (lambda m: None)
+    source, name = reference_source(path, 0)
+    m = measure_source(source, true_peak=False, name=name).result()
+    refuse_silent_reference(m, name)
+    opts.reference, opts.reference_name = source, name
+    opts.reference_report = {"file": name, **m.as_dict()}
+    if math.isnan(opts.target_lufs):
+        offset = played_loudness_offset_db(source.channels, channels)
+        target = round(m.integrated_lufs + offset, 2)
+        if not -70.0 < target <= 0.0:
+            raise UserError(f"the reference measures {m.integrated_lufs:.1f} LUFS: outside the "
+                            f"album's -70 to 0 LUFS target range; give --target", path)
+        opts.target_lufs = target
+        opts.reference_report["album_target_lufs"] = target
+        note(f"album target {target:.1f} LUFS: the reference's loudness"
+             + (f" as played ({m.integrated_lufs:.1f} measured, {offset:+.2f} dB for its "
+                f"channels)" if offset else ""))
+
+
 def transitions_for(tracks: list[Track], opts: AlbumOptions) -> list[Transition]:
     """What follows each track (in album order), checked: a cross-fade may be at most
     half the shorter of its two tracks."""
@@ -218,6 +246,10 @@ def master_album(playlist: Playlist, opts: AlbumOptions,
 
     tracks, sr, channels = prepare(playlist, opts)
     warnings: list[str] = list(playlist.notes)  # reported with the album's warnings, once
+    if isinstance(opts.reference, (str, os.PathLike)):  # Python callers may pass a path
+        load_reference(opts.reference, opts, channels, note)
+    if not math.isfinite(opts.target_lufs):
+        raise UserError("no loudness target: give target_lufs, or a reference to take it from")
 
     # 1. load and analyse (input loudness, features)
     for t in tracks:
