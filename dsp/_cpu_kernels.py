@@ -293,6 +293,75 @@ def _cascade2_row(x, coef, y, ys, store, r):
         y[r, t] = w
 
 
+@njit(**_ROW)
+def _cascade8_row(x, coef, y, ys, store, r):
+    """Three to eight biquads in series on row r, skewed in time: at step t section k
+    takes what section k - 1 gave at step t - 1, so the eight sections of one step are
+    independent and run side by side (instruction-level parallelism; 1.7x the general
+    loop for the 7-section EQ). Sections past the cascade are exact pass-throughs
+    (b0 = 1) that only delay; each section does the arithmetic of
+    :func:`biquad_cascade_forward` in the same order, so the result is bit-identical."""
+    n = x.shape[1]
+    ns = coef.shape[1]
+    c = np.zeros((8, 5))
+    for k in range(8):
+        if k < ns:
+            for j in range(5):
+                c[k, j] = coef[r, k, j]
+        else:
+            c[k, 0] = 1.0
+    b00, b10, b20, a10, a20 = c[0, 0], c[0, 1], c[0, 2], c[0, 3], c[0, 4]
+    b01, b11, b21, a11, a21 = c[1, 0], c[1, 1], c[1, 2], c[1, 3], c[1, 4]
+    b02, b12, b22, a12, a22 = c[2, 0], c[2, 1], c[2, 2], c[2, 3], c[2, 4]
+    b03, b13, b23, a13, a23 = c[3, 0], c[3, 1], c[3, 2], c[3, 3], c[3, 4]
+    b04, b14, b24, a14, a24 = c[4, 0], c[4, 1], c[4, 2], c[4, 3], c[4, 4]
+    b05, b15, b25, a15, a25 = c[5, 0], c[5, 1], c[5, 2], c[5, 3], c[5, 4]
+    b06, b16, b26, a16, a26 = c[6, 0], c[6, 1], c[6, 2], c[6, 3], c[6, 4]
+    b07, b17, b27, a17, a27 = c[7, 0], c[7, 1], c[7, 2], c[7, 3], c[7, 4]
+    s10 = s20 = o0 = 0.0
+    s11 = s21 = o1 = 0.0
+    s12 = s22 = o2 = 0.0
+    s13 = s23 = o3 = 0.0
+    s14 = s24 = o4 = 0.0
+    s15 = s25 = o5 = 0.0
+    s16 = s26 = o6 = 0.0
+    s17 = s27 = o7 = 0.0
+    for t in range(n + 7):
+        v0 = np.float64(x[r, t]) if t < n else 0.0
+        v1, v2, v3, v4, v5, v6, v7 = o0, o1, o2, o3, o4, o5, o6
+        o0 = b00 * v0 + s10
+        s10 = b10 * v0 - a10 * o0 + s20
+        s20 = b20 * v0 - a20 * o0
+        o1 = b01 * v1 + s11
+        s11 = b11 * v1 - a11 * o1 + s21
+        s21 = b21 * v1 - a21 * o1
+        o2 = b02 * v2 + s12
+        s12 = b12 * v2 - a12 * o2 + s22
+        s22 = b22 * v2 - a22 * o2
+        o3 = b03 * v3 + s13
+        s13 = b13 * v3 - a13 * o3 + s23
+        s23 = b23 * v3 - a23 * o3
+        o4 = b04 * v4 + s14
+        s14 = b14 * v4 - a14 * o4 + s24
+        s24 = b24 * v4 - a24 * o4
+        o5 = b05 * v5 + s15
+        s15 = b15 * v5 - a15 * o5 + s25
+        s25 = b25 * v5 - a25 * o5
+        o6 = b06 * v6 + s16
+        s16 = b16 * v6 - a16 * o6 + s26
+        s26 = b26 * v6 - a26 * o6
+        o7 = b07 * v7 + s17
+        s17 = b17 * v7 - a17 * o7 + s27
+        s27 = b27 * v7 - a27 * o7
+        if store:
+            outs = (o0, o1, o2, o3, o4, o5, o6)
+            for k in range(ns - 1):
+                if k <= t < n + k:
+                    ys[k, r, t - k] = outs[k]
+        if t >= 7:
+            y[r, t - 7] = o7
+
+
 @njit(**_OPTS)
 def biquad_cascade_forward(x, coef, y, ys, store):
     """Several biquads in series in one pass.
@@ -309,6 +378,9 @@ def biquad_cascade_forward(x, coef, y, ys, store):
             continue
         if ns == 2:  # Linkwitz-Riley halves, K-weighting: the state in registers (1.5x)
             _cascade2_row(x, coef, y, ys, store, r)
+            continue
+        if 4 <= ns <= 8:  # the EQ: sections side by side
+            _cascade8_row(x, coef, y, ys, store, r)
             continue
         s1 = np.zeros(ns)
         s2 = np.zeros(ns)
@@ -745,3 +817,43 @@ def apply_band_gains_forward(bands, gain_lin, out):
             for k in range(nk):
                 acc += np.float64(bands[b, k, c, t]) * np.float64(gain_lin[b, k, t])
             out[b, c, t] = acc
+
+
+# ------------------------------------------------------------ fused stereo width (no adjoint)
+@njit(**_OPTS)
+def width_forward(x, coef, width, out):
+    """Mid/side width in one pass (dsp/width.py): x, out (batch, 2, samples); coef
+    (batch, 2, 5) float64, the side's high-pass sections; width (batch,) float64.
+    side = 0.5 (L - R) through both sections, times width; L, R = mid +- side."""
+    nb = x.shape[0]
+    n = x.shape[2]
+    for b in prange(nb):
+        b00 = coef[b, 0, 0]
+        b01 = coef[b, 0, 1]
+        b02 = coef[b, 0, 2]
+        a01 = coef[b, 0, 3]
+        a02 = coef[b, 0, 4]
+        b10 = coef[b, 1, 0]
+        b11 = coef[b, 1, 1]
+        b12 = coef[b, 1, 2]
+        a11 = coef[b, 1, 3]
+        a12 = coef[b, 1, 4]
+        w = width[b]
+        s01 = 0.0
+        s02 = 0.0
+        s11 = 0.0
+        s12 = 0.0
+        for t in range(n):
+            left = np.float64(x[b, 0, t])
+            right = np.float64(x[b, 1, t])
+            mid = 0.5 * (left + right)
+            v = 0.5 * (left - right)
+            o = b00 * v + s01
+            s01 = b01 * v - a01 * o + s02
+            s02 = b02 * v - a02 * o
+            side = b10 * o + s11
+            s11 = b11 * o - a11 * side + s12
+            s12 = b12 * o - a12 * side
+            side = w * side
+            out[b, 0, t] = mid + side
+            out[b, 1, t] = mid - side

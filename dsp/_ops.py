@@ -505,6 +505,17 @@ def multiband_pass(x: Tensor, lp_low: Tensor, lp_high: Tensor, threshold_db: Ten
         return out, gain_db
 
 
+def width_pass(x: Tensor, coef: Tensor, width: Tensor) -> Tensor:
+    """Fused, inference-only stereo width on CPU (see :func:`fused_cpu_ok`): x (batch, 2,
+    samples); coef (batch, 2, 5) the side's high-pass sections; width (batch,) -> like x.
+    The mid/side sums and the side's filter run in float64 in one pass."""
+    with torch.no_grad():
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        _cpu().width_forward(_np(x), _np(_f64(coef).contiguous()), _np(_f64(width).contiguous()), _np(out))
+        return out
+
+
 # ----------------------------------------------------------------- device self-check
 _CHECKED: dict[str, str | None] = {}
 

@@ -260,6 +260,27 @@ def test_gradcheck_biquad_cascade_rows():
     check(_ops.biquad_cascade_rows, rows(12), coef)
 
 
+@pytest.mark.parametrize("ns", [1, 2, 3, 4, 5, 7, 8, 9])
+@pytest.mark.parametrize("n", [1, 5, 300])
+def test_biquad_cascade_forward_matches_sosfilt(ns, n):
+    """Every cascade length (the 2-section and the skewed 4-8-section kernels, the general
+    loop), signals shorter than the skew, against scipy's sosfilt in float64."""
+    from scipy.signal import sosfilt
+
+    coef = torch.stack([stable_biquads(2, 70 + k) for k in range(ns)], dim=1)
+    x = rows(ns + n, r=2, n=n).detach()
+    y = _ops.biquad_cascade_rows(x, coef)
+    for row in range(2):
+        sos = np.concatenate([coef[row, :, :3].numpy(), np.ones((ns, 1)), coef[row, :, 3:].numpy()], axis=1)
+        np.testing.assert_allclose(y[row].numpy(), sosfilt(sos, x[row].numpy()), rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_biquad_cascade_rows_seven_sections():
+    """The EQ's length: the skewed kernel stores each section's output for the adjoint."""
+    coef = torch.stack([stable_biquads(2, 80 + k) for k in range(7)], dim=1).requires_grad_(True)
+    check(_ops.biquad_cascade_rows, rows(14, r=2, n=40), coef)
+
+
 @pytest.mark.parametrize("r, n", [(1, 1), (2, 1), (3, 2), (4, 3), (5, 257), (16, 4096)])
 def test_biquad_cascade_gradient_matches_a_numpy_adjoint(r, n):
     """The backward kernel (rows in pairs, odd counts, signals shorter than the filter's

@@ -354,3 +354,14 @@ def test_normalize_wants_a_list_of_settings():
     chain = MasteringChain(FS)
     with pytest.raises(ValueError, match="settings"):
         chain.normalize({"input.gain_db": 0.0})
+
+
+def test_width_inference_pass_equals_the_differentiable_path():
+    """Without a gradient to record, width runs as one fused pass (float64 inside); it
+    equals the differentiable composition on float32 audio to float32 rounding."""
+    x = noise(n=20000, seed=5)
+    width, fc = torch.tensor([1.4, 0.6]), torch.tensor([150.0, 0.0])
+    with torch.no_grad():
+        fused = stereo_width(x, width, fc, FS)
+    graph = stereo_width(x.clone().requires_grad_(True), width, fc, FS).detach()
+    torch.testing.assert_close(fused, graph, rtol=0, atol=3e-7)
