@@ -72,11 +72,18 @@ def sos_steady_state(sos: np.ndarray) -> np.ndarray:
     return zi
 
 
-def sosfiltfilt(sos: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
+def sosfiltfilt(sos: np.ndarray, x: np.ndarray, padlen: int, about: str = "edge") -> np.ndarray:
     """Zero-phase filtering of the rows of x (..., n) along the last axis: forward and
     backward through the cascade, odd extension of ``padlen`` samples at both ends,
-    initial state at rest for the edge value: ``scipy.signal.sosfiltfilt(sos, x, axis=-1,
-    padtype="odd", padlen=padlen)``. Returns float64 of x's shape."""
+    initial state at rest for the extension's first value. With ``about="edge"`` the
+    extension is point-symmetric about the first and last samples: ``scipy.signal.
+    sosfiltfilt(sos, x, axis=-1, padtype="odd", padlen=padlen)``. With ``about="mean"``
+    it is symmetric about the mean of the first and last ``max(1, padlen // 3)`` samples
+    instead: audio cut anywhere has an arbitrary last sample, and reflecting about it
+    puts a step of up to twice that value into what a high-pass sees (a thump at the
+    edges, 0.12-0.34 of full scale on 12 s excerpts of corpus music through the 12 Hz
+    high-pass), while the local mean carries a DC offset or drift across the edge.
+    Returns float64 of x's shape."""
     from automaster._kernels import sos_filter_rows
 
     sos = np.ascontiguousarray(sos, dtype=np.float64)
@@ -87,9 +94,16 @@ def sosfiltfilt(sos: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
     n = rows.shape[-1]
     if not 0 <= padlen < n:
         raise ValueError(f"padlen must be in [0, {n - 1}], got {padlen}")
+    if about not in ("edge", "mean"):
+        raise ValueError(f"about must be 'edge' or 'mean', got {about!r}")
     if padlen:
-        left = 2.0 * rows[:, :1] - rows[:, padlen:0:-1]
-        right = 2.0 * rows[:, -1:] - rows[:, -2:-padlen - 2:-1]
+        if about == "mean":
+            w = max(1, padlen // 3)
+            first, last = rows[:, :w].mean(axis=1, keepdims=True), rows[:, -w:].mean(axis=1, keepdims=True)
+        else:
+            first, last = rows[:, :1], rows[:, -1:]
+        left = 2.0 * first - rows[:, padlen:0:-1]
+        right = 2.0 * last - rows[:, -2:-padlen - 2:-1]
         ext = np.concatenate([left, rows, right], axis=1)
     else:
         ext = rows.copy()

@@ -27,6 +27,17 @@ HELD_OUT_PACKAGE = "supertux-data"
 BAND_FLOOR_DB = 60.0
 MIN_HZ = 30.0
 AUDIBLE_DB = 0.1  # issue #10: on clean music, auto changes the long-term spectrum by less than this
+EDGE_S = 0.1  # an excerpt's cut ends: what a filter's edge handling changes there is a click or thump
+
+
+def edge_change_db(before: np.ndarray, after: np.ndarray, sample_rate: int) -> float:
+    """The largest sample change within ``EDGE_S`` of either end, in dB of the peak of
+    ``before`` (channels, samples): a long-term spectrum does not see a thump at a cut."""
+    n = max(1, min(int(EDGE_S * sample_rate), before.shape[-1] // 2))
+    d = np.abs(np.asarray(after, dtype=np.float64) - before)
+    worst = max(float(d[:, :n].max()), float(d[:, -n:].max()))
+    peak = float(np.abs(before).max())
+    return 20.0 * np.log10(max(worst, 1e-12) / max(peak, 1e-12))
 
 
 def spectrum_change_db(before: np.ndarray, after: np.ndarray, sample_rate: int) -> dict:
@@ -117,6 +128,7 @@ def false_alarm_rate(manifest: Path | str | None = None, package: str = HELD_OUT
                      "applied": [f.problem for f in r.findings if f.applied and f.found],
                      "click_outliers": clicks.measured["events"] if clicks else 0,
                      "spectrum_change_db": change["max_change_db"], "band_hz": change["band_hz"],
+                     "edge_change_db": edge_change_db(x, r.audio, sr),
                      "stage_seconds": {f.problem: round(f.seconds, 3) for f in r.findings}})
     minutes = sum(r["seconds"] for r in rows) / 60.0
     problems = sorted({p for r in rows for p in r["found"]})
@@ -125,6 +137,7 @@ def false_alarm_rate(manifest: Path | str | None = None, package: str = HELD_OUT
             "fired": fired, "fired_fraction": {p: v / max(len(rows), 1) for p, v in fired.items()},
             "click_outliers_per_minute": sum(r["click_outliers"] for r in rows) / max(minutes, 1e-9),
             "max_spectrum_change_db": max((r["spectrum_change_db"] for r in rows), default=0.0),
+            "max_edge_change_db": max((r["edge_change_db"] for r in rows), default=-240.0),
             "applied_beyond_dc": sum(1 for r in rows if set(r["applied"]) - {"dc"}),
             "false_positive_rate": sum(1 for r in rows if r["spectrum_change_db"] >= AUDIBLE_DB) / max(len(rows), 1),
             "rows": rows}
@@ -139,6 +152,8 @@ def summary(result: dict) -> str:
     lines.append(f"  click outliers left alone: {result['click_outliers_per_minute']:.2f}/min")
     lines.append(f"  largest long-term spectrum change (1/3 octave, >= {MIN_HZ:g} Hz): "
                  f"{result['max_spectrum_change_db']:.4f} dB")
+    lines.append(f"  largest sample change within {1000 * EDGE_S:g} ms of an excerpt's cut ends: "
+                 f"{result['max_edge_change_db']:.1f} dB re its peak")
     lines.append(f"  a fix beyond the always-on DC/subsonic high-pass applied on {result['applied_beyond_dc']} "
                  f"excerpt(s); false-positive rate (change >= {AUDIBLE_DB:g} dB): "
                  f"{100 * result['false_positive_rate']:.1f} %")

@@ -286,7 +286,7 @@ def remove_hum(x: np.ndarray, sample_rate: int, apply: bool = True) -> tuple[np.
     if do:
         sos = notch_sos(plan, sample_rate)
         pad = int(min(x.shape[-1] - 1, 3 * sample_rate / MIN_BANDWIDTH_HZ))
-        out = sosfiltfilt(sos, x, pad).astype(x.dtype)
+        out = sosfiltfilt(sos, x, pad, about="mean").astype(x.dtype)
         P, bin_hz = _segment_spectra(out, sample_rate)
         mean = P.mean(axis=0)
         for h in counted:
