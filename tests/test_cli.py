@@ -465,6 +465,24 @@ def test_silence_passes_through_with_warning(out_dir, capsys):
     np.testing.assert_array_equal(y.T, x)
 
 
+def test_silence_passed_through_reports_its_own_levels(out_dir, capsys):
+    """Near-silence is written as it was; the report's before/after and the warning give
+    that file's levels, not those of the restored copy the analysis measured (auto's DC
+    stage changed a -86 dBFS tone's peak by 1.4 dB, and the report said -84.9)."""
+    src = out_dir / "faint.wav"
+    t = np.arange(2 * SR) / SR
+    tone = 5e-5 * np.sin(2 * np.pi * 220 * t + 1.0)
+    x = np.stack([tone, np.roll(tone, 100)]).astype(np.float32)
+    sf.write(src, x.T, SR, subtype="FLOAT")
+    code, _, err = run([src, "-o", out_dir / "f.wav", "--bit-depth", "32f", "--report"], capsys)
+    assert code == 0 and "silent" in err
+    peak_db = 20 * np.log10(np.abs(x).max())
+    rep = json.loads((out_dir / "f.wav.report.json").read_text())
+    for key in ("before", "after"):
+        assert abs(rep[key]["sample_peak_dbfs"] - peak_db) < 0.01
+    assert f"peak {peak_db:.1f} dBFS" in err
+
+
 def test_batch_with_one_bad_file(files, out_dir, capsys):
     bad = out_dir / "broken.wav"
     bad.write_bytes(b"garbage" * 100)

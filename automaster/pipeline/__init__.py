@@ -38,7 +38,7 @@ import numpy as np
 
 from automaster.errors import UserError
 from automaster.io import ArraySource, Source
-from automaster.pipeline.analyse import Analysis, analyse_input, check_reference_level, is_silent, measure_reference, reference_lufs
+from automaster.pipeline.analyse import Analysis, analyse_input, check_reference_level, is_silent, measure_reference, measure_source, reference_lufs
 from automaster.pipeline.checks import (check_args, check_audio, check_length_and_values,
                                         check_sample_rate, reference_source)
 from automaster.pipeline.decide import choose_setting, load_model
@@ -152,6 +152,9 @@ def _master_analysed(source: Source, job: Job, analysis: Analysis, out: Output,
                 "mode": (job.restoration or {}).get("mode", job.restore), "findings": [],
                 "skipped": "silent or near-silent input, passed through unchanged"}
             source = original
+            # what is written is the original: report its levels, not the restored copy's
+            return pass_through(source, chain, analysis, job, out, report, progress,
+                                before=measure_source(original, name=job.name).result())
         return pass_through(source, chain, analysis, job, out, report, progress)
 
     p, info = choose_setting(chain, source, analysis.before, job, device)

@@ -33,10 +33,13 @@ class Output:
 
 
 def pass_through(source: Source, chain, analysis: Analysis, job: Job, out: Output,
-                 report: dict[str, Any], progress: Progress) -> MasterResult:
+                 report: dict[str, Any], progress: Progress,
+                 before: Measurement | None = None) -> MasterResult:
     """Silence or near-silence is written unchanged, with a warning, instead of being
-    pushed up to the target."""
-    before = analysis.before
+    pushed up to the target. ``before``: the measurement of ``source`` when the analysis
+    measured something else (the restored copy of an input passed through as it was)."""
+    analysis.finish()
+    before = before if before is not None else analysis.before
     job.warnings.append(f"silent or near-silent input ({fmt(before.integrated_lufs)} LUFS, "
                         f"peak {fmt(before.sample_peak_dbfs)} dBFS): passed through "
                         f"unchanged, not raised to the target")
@@ -45,7 +48,6 @@ def pass_through(source: Source, chain, analysis: Analysis, job: Job, out: Outpu
         out.emit(np.array(source.read(s, e), dtype=np.float32))
         progress.advance(e - s)
     settings = chain.denormalize(chain.identity_params(1))[0]
-    analysis.finish()
     report.update({"source": "passthrough", "before": before.as_dict(),
                    "after": before.as_dict(), "gain_db": 0.0, "warnings": job.warnings})
     return MasterResult(out.audio(), settings, report)
