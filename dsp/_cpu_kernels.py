@@ -203,9 +203,10 @@ def _sliding_min_segment(xs, w, t_end, y, idx, offset, want_idx):
     n = xs.shape[0]
     suf = np.empty(n, dtype=xs.dtype)
     suf_i = np.empty(n if want_idx else 1, dtype=np.int32)
+    r = n % w  # (t + 1) % w, kept by a counter: an integer division per sample cost more than the rest
     for t in range(n - 1, -1, -1):
         v = xs[t]
-        if t == n - 1 or (t + 1) % w == 0 or v <= suf[t + 1]:
+        if t == n - 1 or r == 0 or v <= suf[t + 1]:
             suf[t] = v
             if want_idx:
                 suf_i[t] = t
@@ -213,13 +214,15 @@ def _sliding_min_segment(xs, w, t_end, y, idx, offset, want_idx):
             suf[t] = suf[t + 1]
             if want_idx:
                 suf_i[t] = suf_i[t + 1]
+        r = r - 1 if r > 0 else w - 1
     pre = xs[0]
     pre_i = 0
+    m = -1  # e % w
     for e in range(t_end + w - 1):
-        ec = e if e < n else n - 1
+        m = m + 1 if m < w - 1 else 0
         if e < n:
             v = xs[e]
-            if e % w == 0 or v < pre:
+            if m == 0 or v < pre:
                 pre = v
                 pre_i = e
         t = e - w + 1
@@ -227,7 +230,9 @@ def _sliding_min_segment(xs, w, t_end, y, idx, offset, want_idx):
             continue
         if t >= t_end:
             break
-        if ec // w != t // w and pre < suf[t]:
+        # t = e - w + 1 lies in another block than e unless e ends a block (m == w - 1)
+        other = m != w - 1 if e < n else (n - 1) // w != t // w
+        if other and pre < suf[t]:
             y[offset + t] = pre
             if want_idx:
                 idx[offset + t] = offset + pre_i
@@ -657,20 +662,24 @@ def limiter_pass_forward(hold, scale, ceiling, alpha, window, power, step, gain,
         acc = y * window
         esum = 0.0
         j = 0
+        slot = 0  # t % window and (t + 1) % step as counters, not divisions
+        left = step
         for t in range(n):
             g1 = min(1.0, c / (k * max(np.float64(hold[b, t]), 1e-9)))
             if g1 <= y:
                 y = g1
             else:
                 y = a * y + (1.0 - a) * g1
-            slot = t % window
             acc += y - buf[slot]
             buf[slot] = y
+            slot = slot + 1 if slot < window - 1 else 0
             g = acc * inv
             gain[b, t] = g
             tot = k * g
             esum += power[b, t] * tot * tot
-            if (t + 1) % step == 0:
+            left -= 1
+            if left == 0:
+                left = step
                 if j < nsub:
                     energy[b, j] = esum / step
                 j += 1
@@ -696,6 +705,7 @@ def gain_and_kweight_forward(y, gain, coef, step, out, energy):
         s21 = 0.0
         esum = 0.0
         j = 0
+        left = step
         for t in range(n):
             o = y[b, c, t] * gain[b, t]
             out[b, c, t] = o
@@ -707,7 +717,9 @@ def gain_and_kweight_forward(y, gain, coef, step, out, energy):
             s20 = coef[1, 1] * u - coef[1, 3] * w + s21
             s21 = coef[1, 2] * u - coef[1, 4] * w
             esum += w * w
-            if (t + 1) % step == 0:
+            left -= 1
+            if left == 0:
+                left = step
                 if j < nsub:
                     energy[b, c, j] = esum / step
                 j += 1

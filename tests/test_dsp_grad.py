@@ -334,6 +334,27 @@ def test_gradcheck_smooth_rows_instant_attack():
     check(lambda x, a: _ops.smooth_rows(x, a, torch.zeros(3, dtype=torch.float64)), rows(15), rise)
 
 
+@pytest.mark.parametrize("n, window", [(1, 1), (5, 1), (7, 3), (10, 4), (9, 20), (1000, 37), ((1 << 20) + 333, 221)])
+def test_sliding_min_matches_a_brute_force_window(n, window):
+    """Forward values and argmins (the gradient's routing) against numpy over every
+    look-ahead window [t, t + window - 1] clipped at the row end; the last case crosses the
+    kernel's 2^20-sample chunks. Ties and plateaus come from rounding to 1/8."""
+    g = torch.Generator().manual_seed(n + window)
+    x = torch.round(8 * torch.randn(2, n, generator=g, dtype=torch.float64)) / 8
+    xp = np.concatenate([x.numpy(), np.full((2, window - 1), np.inf)], axis=1)
+    from numpy.lib.stride_tricks import sliding_window_view
+    want = sliding_window_view(xp, window, axis=1).min(axis=-1)
+    y = _ops.sliding_min_rows(x, window)
+    np.testing.assert_array_equal(y.numpy(), want)
+    xg = x.clone().requires_grad_(True)
+    _ops.sliding_min_rows(xg, window).sum().backward()
+    assert float(xg.grad.sum()) == 2 * n  # each output routes its gradient to one input
+    # an input that receives gradient is the minimum of a window that contains it
+    back = sliding_window_view(np.concatenate([np.full((2, window - 1), np.inf), want], axis=1), window, axis=1)
+    hit = (back == x.numpy()[..., None]).any(axis=-1)
+    assert np.all(hit[xg.grad.numpy() > 0])
+
+
 @pytest.mark.parametrize("window", [1, 4, 9, 50])
 def test_gradcheck_sliding_min_rows(window):
     check(lambda x: _ops.sliding_min_rows(x, window), rows(16 + window))
