@@ -50,7 +50,7 @@ LANES = 32  # recursions per program (one warp)
 TARGET_LANES = 16384  # chunk rows until about this many recursions run at once ...
 MIN_CHUNK = 1024  # ... but never into chunks shorter than this
 TP_BLOCK = 128  # true-peak outputs per program
-TP_FLOOR_BLOCK = 32  # the CPU kernel's block for the floor decision (kept identical)
+TP_FLOOR_BLOCK = 128  # the CPU kernel's block (_TP_BLOCK) for the floor decision (kept identical)
 
 
 # ----------------------------------------------------------------------------- biquads
