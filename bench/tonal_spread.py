@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
 
@@ -75,8 +76,6 @@ def main() -> None:
     ap.add_argument("--cache", default="~/.cache/automaster/corpus/cache")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    import os
-
     S, stereo, is_val, fc = collect(os.path.expanduser(args.manifest), os.path.expanduser(args.cache))
     train = ~is_val
     mean = S[:, 0]  # dB relative to the track's mean band level
