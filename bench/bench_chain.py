@@ -6,7 +6,8 @@ EQ, compressor, saturation, width, true-peak limiter, loudness normalization), a
 a training-like batch (16 excerpts of 5 s) forward and backward. pedalboard's
 chain (high-pass, two shelves, three peaks, compressor, limiter) runs in the same
 process on the same signal. Each part runs in its own subprocess so its peak
-memory (ru_maxrss) is its own.
+memory (ru_maxrss) is its own; every part, pedalboard's too, runs with the allocator
+setting the product's entry points use (dsp/memory.py: freed memory is kept for reuse).
 
     python -m bench.bench_chain            # prints a table
     python -m bench.bench_chain --json     # machine-readable
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.part:
+        from dsp.memory import keep_freed_memory
+
+        keep_freed_memory()
         res = PARTS[args.part](args.synthetic)
         res["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         print(json.dumps(res))

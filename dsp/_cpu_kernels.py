@@ -872,6 +872,88 @@ def apply_band_gains_forward(bands, gain_lin, out):
             out[b, c, t] = acc
 
 
+# ------------------------------------------------ multiband gain computer: its adjoint
+@njit(**_OPTS)
+def band_compress_backward(bands, level, dlevel_ds, gain_db, gain_lin, thr, slope, knee, a_rms, alpha, gy, gg,
+                           dbands, dthr, dslope, dalpha):
+    """Adjoint of the multiband gain computer and gain application (band_power_forward,
+    level = 10 log10(power + floor), band_gain_forward, apply_band_gains_forward), in one
+    pass backwards in time per band. Saved from the forward: level, dlevel_ds (=
+    10 / (ln 10 (power + floor))), gain_db and gain_lin (= 10^(gain_db/20)), all (batch,
+    K, samples); the transcendental functions are computed by the caller, vectorized.
+    gy (batch, channels, samples) is the gradient of the output, gg (batch, K, samples)
+    that of the gain trace. Writes dbands (like bands), dthr, dslope (batch, K) and
+    dalpha (batch, K, 2) float64 (release, attack; the caller sums over K). The static
+    curve and the smoother's branch are re-derived from level and gain_db."""
+    nb, nk, nc, n = bands.shape
+    half = 0.5 * knee
+    w_safe = max(knee, 1e-6)
+    inv_nc2 = 2.0 / nc
+    ln10_20 = np.log(10.0) / 20.0
+    for job in prange(nb * nk):
+        b = job // nk
+        k = job % nk
+        t_db = thr[b, k]
+        sl = slope[b, k]
+        ar = alpha[b, 0]
+        aa = alpha[b, 1]
+        v_next = 0.0  # the gain smoother's adjoint state
+        a_next = 0.0
+        u_next = 0.0  # the detector one-pole's adjoint state
+        d_thr = 0.0
+        d_slope = 0.0
+        d_ar = 0.0
+        d_aa = 0.0
+        for i in range(n):
+            t = n - 1 - i
+            glin = np.float64(gain_lin[b, k, t])
+            acc = 0.0
+            for c in range(nc):
+                acc += np.float64(gy[b, c, t]) * np.float64(bands[b, k, c, t])
+            v = ln10_20 * glin * acc + np.float64(gg[b, k, t]) + a_next * v_next
+            over = np.float64(level[b, k, t]) - t_db
+            if 2.0 * over > knee:
+                region = 1
+                g_static = sl * over
+            elif 2.0 * over < -knee:
+                region = -1
+                g_static = 0.0
+            else:
+                region = 0
+                g_static = sl * (over + half) ** 2 / (2.0 * w_safe)
+            if t > 0:
+                y_prev = np.float64(gain_db[b, k, t - 1])
+                rising = g_static > y_prev
+                a = ar if rising else aa
+                d_gs = (1.0 - a) * v
+                if rising:
+                    d_ar += v * (y_prev - g_static)
+                else:
+                    d_aa += v * (y_prev - g_static)
+                a_next = a
+            else:
+                d_gs = v
+            v_next = v
+            if region == 1:
+                d_level = d_gs * sl
+                d_slope += d_gs * over
+            elif region == 0:
+                d_level = d_gs * sl * (over + half) / w_safe
+                d_slope += d_gs * (over + half) ** 2 / (2.0 * w_safe)
+            else:
+                d_level = 0.0
+            d_thr -= d_level
+            u = d_level * np.float64(dlevel_ds[b, k, t]) + a_rms * u_next
+            u_next = u
+            d_p = ((1.0 - a_rms) * u if t > 0 else u) * inv_nc2
+            for c in range(nc):
+                dbands[b, k, c, t] = np.float64(gy[b, c, t]) * glin + d_p * np.float64(bands[b, k, c, t])
+        dthr[b, k] = d_thr
+        dslope[b, k] = d_slope
+        dalpha[b, k, 0] = d_ar
+        dalpha[b, k, 1] = d_aa
+
+
 # ------------------------------------------------------------ fused stereo width (no adjoint)
 @njit(**_OPTS)
 def width_forward(x, coef, width, out):

@@ -15,6 +15,7 @@ CPU tensors to them (tests/test_dsp_triton.py).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import numpy as np
@@ -420,6 +421,109 @@ def true_peak_envelope_linked(x: Tensor, taps: Tensor, floor: Tensor | None = No
         floor = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     floor = floor.detach().to(device=x.device, dtype=torch.float64)
     return _tp(x, taps.detach().to(device=x.device, dtype=x.dtype), floor)[0]
+
+
+# ------------------------------------------------- multiband gain computer + application
+def _bandcomp_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
+                  floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The inference kernels (as in :func:`multiband_pass`), keeping power and level."""
+    bands = bands.contiguous()
+    b, k, c, n = bands.shape
+    power = torch.empty(b, k, n, dtype=bands.dtype)
+    _cpu().band_power_forward(_np(bands), float(a_rms), _np(power))
+    level = torch.log10(power.clamp_min(0.0).add_(floor)).mul_(10.0)
+    gain_db = torch.empty_like(level)
+    _cpu().band_gain_forward(_np(level), _np(_f64(thr)), _np(_f64(slope)), float(knee), _np(_f64(alpha[:, 0])),
+                             _np(_f64(alpha[:, 1])), _np(gain_db))
+    y = torch.empty(b, c, n, dtype=bands.dtype)
+    _cpu().apply_band_gains_forward(_np(bands), _np(torch.pow(10.0, gain_db / 20.0)), _np(y))
+    return y, gain_db, power, level
+
+
+def _bandcomp_fake(bands, thr, slope, alpha, knee, a_rms, floor):
+    b, k, c, n = bands.shape
+    return bands.new_empty(b, c, n), bands.new_empty(b, k, n), bands.new_empty(b, k, n), bands.new_empty(b, k, n)
+
+
+def _bandcomp_bwd_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
+                      floor: float, power: Tensor, level: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    bands = bands.contiguous()
+    b, k, c, n = bands.shape
+    dbands = torch.empty_like(bands)
+    dthr = torch.empty(b, k, dtype=torch.float64)
+    dslope = torch.empty(b, k, dtype=torch.float64)
+    dalpha = torch.empty(b, k, 2, dtype=torch.float64)
+    gain_lin = torch.pow(10.0, gain_db / 20.0)
+    dlevel_ds = torch.where(power >= 0.0, (10.0 / math.log(10.0)) / (power + floor), torch.zeros_like(power))
+    _cpu().band_compress_backward(_np(bands), _np(level.contiguous()), _np(dlevel_ds), _np(gain_db.contiguous()),
+                                  _np(gain_lin), _np(_f64(thr)), _np(_f64(slope)), float(knee), float(a_rms),
+                                  _np(_f64(alpha)), _np(gy.contiguous()), _np(gg.contiguous()),
+                                  _np(dbands), dthr.numpy(), dslope.numpy(), dalpha.numpy())
+    return dbands, dthr, dslope, dalpha
+
+
+def _bandcomp_bwd_fake(bands, thr, slope, alpha, knee, a_rms, floor, power, level, gain_db, gy, gg):
+    b, k = thr.shape
+    f64 = dict(dtype=torch.float64)
+    return torch.empty_like(bands), thr.new_empty(b, k, **f64), thr.new_empty(b, k, **f64), thr.new_empty(b, k, 2, **f64)
+
+
+def _bandcomp_bwd_schema(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
+                         floor: float, power: Tensor, level: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
+                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    raise NotImplementedError
+
+
+_bandcomp_bwd = _op("band_compress_backward", _bandcomp_bwd_schema, _bandcomp_bwd_cpu,
+                    lambda *a: _tk().band_compress_backward(*a, _smooth_bwd), _bandcomp_bwd_fake)
+
+
+def _bandcomp_setup(ctx, inputs, output):
+    bands, thr, slope, alpha, knee, a_rms, floor = inputs
+    y, gain_db, power, level = output
+    ctx.mark_non_differentiable(power, level)
+    ctx.consts = (knee, a_rms, floor)
+    ctx.dtypes = (thr.dtype, slope.dtype, alpha.dtype)
+    ctx.save_for_backward(bands, thr, slope, alpha, power, level, gain_db)
+
+
+def _bandcomp_backward(ctx, gy, ggain, gpower, glevel):
+    bands, thr, slope, alpha, power, level, gain_db = ctx.saved_tensors
+    if gy is None:
+        gy = bands.new_zeros(bands.shape[0], bands.shape[2], bands.shape[3])
+    if ggain is None:
+        ggain = torch.zeros_like(gain_db)
+    dbands, dthr, dslope, dalpha = _bandcomp_bwd(bands, thr, slope, alpha, *ctx.consts, power, level, gain_db,
+                                                 gy.to(bands.dtype), ggain.to(bands.dtype))
+    return (dbands, dthr.to(ctx.dtypes[0]), dslope.to(ctx.dtypes[1]), dalpha.sum(dim=1).to(ctx.dtypes[2]),
+            None, None, None)
+
+
+def _bandcomp_schema(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
+                     floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    raise NotImplementedError
+
+
+_bandcomp = _op("band_compress", _bandcomp_schema, _bandcomp_cpu,
+                lambda *a: _tk().band_compress(*a, smooth_rows), _bandcomp_fake, (_bandcomp_backward, _bandcomp_setup))
+
+
+def band_compress(bands: Tensor, threshold_db: Tensor, slope: Tensor, alpha: Tensor, knee_db: float, a_rms: float,
+                  power_floor: float) -> tuple[Tensor, Tensor]:
+    """The multiband compressor's gain computer and gain application as one op
+    (dsp/multiband.py), differentiable in the bands, thresholds, slopes and poles.
+
+    bands (batch, K, channels, samples); threshold_db (absolute dB) and slope
+    (= 1/ratio - 1) (batch, K); alpha (batch, 2) the gain smoother's release and
+    attack poles; knee_db, the detector pole a_rms and the power floor are constants.
+    Returns (output (batch, channels, samples), gain in dB (batch, K, samples)). On CPU
+    one compiled pass each way replaces the two dozen full-size intermediate tensors of
+    the composition :func:`dsp.multiband.band_gain_db` / :func:`~dsp.multiband.apply_band_gains`.
+    """
+    y, gain_db, _, _ = _bandcomp(_compute_dtype(bands), threshold_db, slope, alpha, float(knee_db), float(a_rms),
+                                 float(power_floor))
+    return y, gain_db
 
 
 # ------------------------------------------------------- fused, inference-only passes

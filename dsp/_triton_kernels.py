@@ -457,3 +457,56 @@ def gain_and_loudness_energy(y, gain, kcoef, step, cascade_fn):
     nsub = n // step
     energy = kw[:, : nsub * step].square().reshape(b, c, nsub, step).mean(-1).sum(1)
     return out, energy.to(y.dtype)
+
+
+# ------------------------------------------------------- multiband gain computer (torch ops)
+_LN10 = 2.302585092994046
+
+
+def _static_curve(level, thr, slope, knee):
+    """Soft-knee static gain (batch, K, samples) and its derivatives in level and slope."""
+    over = level - thr[:, :, None].to(level.dtype)
+    sl = slope[:, :, None].to(level.dtype)
+    w = max(knee, 1e-6)
+    hard = 2.0 * over > knee
+    below = 2.0 * over < -knee
+    zero = torch.zeros_like(over)
+    gs = torch.where(below, zero, torch.where(hard, sl * over, sl * (over + 0.5 * knee) ** 2 / (2.0 * w)))
+    d_level = torch.where(below, zero, torch.where(hard, sl.expand_as(over), sl * (over + 0.5 * knee) / w))
+    d_slope = torch.where(below, zero, torch.where(hard, over, (over + 0.5 * knee) ** 2 / (2.0 * w)))
+    return gs, d_level, d_slope
+
+
+def band_compress(bands, thr, slope, alpha, knee, a_rms, floor, smooth_fn):
+    """Torch-op version of the CPU band_compress op (dsp/_ops.py): returns (y (batch,
+    channels, samples), gain_db, power, level (batch, K, samples))."""
+    b, k, c, n = bands.shape
+    pm = (bands * bands).mean(dim=2).reshape(b * k, n)
+    a = torch.full((b * k,), a_rms, dtype=torch.float64, device=bands.device)
+    power = smooth_fn(pm, a, a).reshape(b, k, n)
+    level = 10.0 * torch.log10(power.clamp_min(0.0) + floor)
+    gs = _static_curve(level, thr, slope, knee)[0]
+    rel = alpha[:, 0].repeat_interleave(k)
+    att = alpha[:, 1].repeat_interleave(k)
+    gain_db = smooth_fn(gs.reshape(b * k, n), rel, att).reshape(b, k, n)
+    y = (bands * torch.pow(10.0, gain_db / 20.0)[:, :, None, :]).sum(dim=1)
+    return y, gain_db, power, level
+
+
+def band_compress_backward(bands, thr, slope, alpha, knee, a_rms, floor, power, level, gain_db, gy, gg, smooth_bwd_fn):
+    """Torch-op version of dsp._cpu_kernels.band_compress_backward: returns (dbands,
+    dthr, dslope (batch, K), dalpha (batch, K, 2) float64)."""
+    b, k, c, n = bands.shape
+    glin = torch.pow(10.0, gain_db / 20.0)
+    dg = (_LN10 / 20.0) * glin * (gy[:, None] * bands).sum(dim=2) + gg
+    gs, d_level, d_sl = _static_curve(level, thr, slope, knee)
+    rows_alpha = torch.stack([alpha[:, 0].repeat_interleave(k), alpha[:, 1].repeat_interleave(k)], dim=-1)
+    dgs, da = smooth_bwd_fn(gs.reshape(b * k, n), gain_db.reshape(b * k, n), rows_alpha, dg.reshape(b * k, n))
+    dgs = dgs.reshape(b, k, n)
+    d_level = d_level * dgs
+    d_s = torch.where(power >= 0.0, d_level * (10.0 / _LN10) / (power + floor), torch.zeros_like(d_level))
+    pm = (bands * bands).mean(dim=2).reshape(b * k, n)
+    a = torch.full((b * k, 2), a_rms, dtype=torch.float64, device=bands.device)
+    dpm, _ = smooth_bwd_fn(pm, power.reshape(b * k, n), a, d_s.reshape(b * k, n))
+    dbands = gy[:, None] * glin[:, :, None] + (2.0 / c) * dpm.reshape(b, k, 1, n) * bands
+    return dbands, -d_level.sum(dim=-1).double(), (d_sl * dgs).sum(dim=-1).double(), da.reshape(b, k, 2)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from dsp._ops import fused_cpu_ok, multiband_pass
+from dsp._ops import band_compress, fused_cpu_ok, multiband_pass
 from dsp.compressor import POWER_FLOOR, detector_level_db, smooth_gain_db, static_gain_db
 from dsp.crossover import lr_lowpass_coefficients, split_bands
 from dsp.level import as_reference
@@ -55,8 +55,12 @@ def multiband_compress(x: torch.Tensor, values: dict[str, torch.Tensor], sample_
     if not needs_grad and fused_cpu_ok(x):
         return _multiband_fused(x, values, sample_rate, ref, thr, ratio)
     bands = split_bands(x, values["crossover_low_hz"], values["crossover_high_hz"], sample_rate)
-    g = band_gain_db(bands, ref, thr, ratio, values["attack_ms"], values["release_ms"], sample_rate)
-    return apply_band_gains(bands, g), g
+    # band_gain_db then apply_band_gains, as one op with its own adjoint (dsp._ops.band_compress)
+    alpha = torch.stack([ms_to_coef(values["release_ms"].to(torch.float64), sample_rate),
+                         ms_to_coef(values["attack_ms"].to(torch.float64), sample_rate)], dim=-1)
+    a_rms = float(ms_to_coef(torch.tensor(RMS_WINDOW_MS, dtype=torch.float64), sample_rate))
+    return band_compress(bands, ref.to(thr.dtype)[:, None] + thr, 1.0 / ratio - 1.0, alpha, KNEE_DB, a_rms,
+                         POWER_FLOOR)
 
 
 def _multiband_fused(x: torch.Tensor, values: dict[str, torch.Tensor], sample_rate: float,

@@ -119,6 +119,15 @@ o_cpu, k_cpu = _ops.gain_and_loudness_energy(y3, gain, kc, 50)
 with _ops.triton_on_cpu():
     o_tri, k_tri = _ops.gain_and_loudness_energy(y3, gain, kc, 50)
 out["gain_and_loudness_energy"] = max(rel(o_tri, o_cpu), rel(k_tri, k_cpu))
+
+# the multiband gain computer + application: output and gain trace, every input's gradient
+ramp = torch.linspace(0.01, 1.5, 400, dtype=torch.float64)
+bands = (torch.randn(2, 3, 2, 400, generator=gen, dtype=torch.float64) * ramp).requires_grad_(True)
+thr = torch.tensor([[-20.0, -12.0, -8.0], [-15.0, -30.0, -6.0]], dtype=torch.float64, requires_grad=True)
+slope = torch.tensor([[-0.5, -0.3, -0.7], [-0.2, -0.6, -0.4]], dtype=torch.float64, requires_grad=True)
+alpha = torch.tensor([[0.99, 0.8], [0.95, 0.5]], dtype=torch.float64, requires_grad=True)
+compare("band_compress", lambda b, t, s, a: torch.cat([o.flatten() for o in _ops.band_compress(b, t, s, a, 6.0, 0.9, 1e-10)]),
+        bands, thr, slope, alpha)
 print("RESULT " + json.dumps(out))
 """
 
@@ -145,7 +154,8 @@ def test_cascade_matches_scipy(errors, label):
 
 @pytest.mark.parametrize("name", ["cascade_whole", "cascade_chunked", "biquad_whole", "biquad_chunked", "smooth",
                                   "sliding_max", "sliding_min_window1", "moving_average", "moving_average_long_window",
-                                  "true_peak_exact", "true_peak_floor", "limiter_pass", "gain_and_loudness_energy"])
+                                  "true_peak_exact", "true_peak_floor", "limiter_pass", "gain_and_loudness_energy",
+                                  "band_compress"])
 def test_triton_path_matches_cpu_kernels_float64(errors, name):
     """Forward and every input's gradient, float64."""
     assert errors[name] < 1e-10, f"{name}: relative error {errors[name]}"

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from dsp.memory import keep_freed_memory
 from train.demaster import Demasterer, ParamTarget
 from train.losses import MasteringLoss
 from train.metrics import quality_metrics, summarize
@@ -235,6 +236,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.info = info or init_distributed()
         tc = cfg.trainer
+        keep_freed_memory()  # the step's large tensors reuse freed memory (dsp/memory.py)
         if tc.threads:
             torch.set_num_threads(int(tc.threads))
             _numba_threads(int(tc.threads))  # the chain's CPU kernels: as many as torch's
@@ -648,6 +650,7 @@ def _numba_threads(n: int) -> None:
 
 def _worker_init(_: int) -> None:
     """One thread per data worker (torch and numba): the main process needs the cores."""
+    keep_freed_memory()
     torch.set_num_threads(1)
     _numba_threads(1)
 

@@ -37,6 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from automaster.errors import UserError
+from dsp.memory import keep_freed_memory
 from automaster.io import ArraySource, Source
 from automaster.pipeline.analyse import Analysis, analyse_input, check_reference_level, is_silent, measure_reference, measure_source, reference_lufs
 from automaster.pipeline.checks import (check_args, check_audio, check_length_and_values,
@@ -104,6 +105,7 @@ def master_source(source: Source, job: Job, write: Callable[[np.ndarray], None] 
     Torch and numba (dsp's kernels) run with ``job.threads`` threads meanwhile, restored
     afterwards (:func:`~automaster.pipeline.job.compute_threads`).
     """
+    keep_freed_memory()  # large tensors reuse freed memory instead of page-faulting (dsp/memory.py)
     progress = progress or Progress()
     out = Output(write, rewind)
     timings = Timings()
