@@ -803,10 +803,10 @@ def crossover_forward(x, lp_low, lp_high, bands):
 
 
 @njit(**_OPTS)
-def band_power_forward(bands, a_rms, power):
+def band_power_forward(bands, a_rms, floor, power):
     """The multiband detector's power (dsp/multiband.py): channel-mean of the squared band,
-    smoothed by a one-pole ``a_rms`` (y[0] = x[0]). bands: (batch, K, channels, samples);
-    power: (batch, K, samples)."""
+    smoothed by a one-pole ``a_rms`` (y[0] = x[0]), plus ``floor`` (the level is
+    10 log10 of it). bands: (batch, K, channels, samples); power: (batch, K, samples)."""
     nb, nk, nc, n = bands.shape
     for job in prange(nb * nk):
         b = job // nk
@@ -822,16 +822,19 @@ def band_power_forward(bands, a_rms, power):
                 s = p
             else:
                 s = a_rms * s + (1.0 - a_rms) * p
-            power[b, k, t] = s
+            power[b, k, t] = s + floor
 
 
 @njit(**_OPTS)
-def band_gain_forward(level, thr, slope, knee, a_rel, a_att, gain_db):
+def band_gain_forward(log_power, thr, slope, knee, a_rel, a_att, gain_db, gain_neper):
     """Soft-knee static curve and branching gain smoother (release while the gain rises)
-    of the multiband gain computer. level: detector level in dB (batch, K, samples);
-    thr, slope (= 1/ratio - 1): (batch, K) float64; knee: dB; a_rel, a_att: (batch,)
-    poles; gain_db: (batch, K, samples)."""
-    nb, nk, n = level.shape
+    of the multiband gain computer. log_power: log10 of the floored detector power, a
+    tenth of its level in dB (batch, K, samples); thr, slope (= 1/ratio - 1): (batch, K)
+    float64; knee: dB; a_rel, a_att: (batch,) poles. Writes gain_db and gain_neper =
+    gain_db ln(10) / 20 (exp of it is the linear gain), both (batch, K, samples);
+    gain_neper may be log_power itself (each sample is read before it is written)."""
+    nb, nk, n = log_power.shape
+    to_neper = np.log(10.0) / 20.0
     half = 0.5 * knee
     w_safe = max(knee, 1e-6)
     for job in prange(nb * nk):
@@ -843,7 +846,7 @@ def band_gain_forward(level, thr, slope, knee, a_rel, a_att, gain_db):
         aa = a_att[b]
         gs = 0.0
         for t in range(n):
-            over = np.float64(level[b, k, t]) - t_db
+            over = 10.0 * np.float64(log_power[b, k, t]) - t_db
             if 2.0 * over > knee:
                 g = sl * over
             elif 2.0 * over < -knee:
@@ -856,6 +859,7 @@ def band_gain_forward(level, thr, slope, knee, a_rel, a_att, gain_db):
                 a = ar if g > gs else aa
                 gs = a * gs + (1.0 - a) * g
             gain_db[b, k, t] = gs
+            gain_neper[b, k, t] = gs * to_neper
 
 
 @njit(**_OPTS)
@@ -874,13 +878,13 @@ def apply_band_gains_forward(bands, gain_lin, out):
 
 # ------------------------------------------------ multiband gain computer: its adjoint
 @njit(**_OPTS)
-def band_compress_backward(bands, level, dlevel_ds, gain_db, gain_lin, thr, slope, knee, a_rms, alpha, gy, gg,
+def band_compress_backward(bands, log_power, power, gain_db, gain_lin, thr, slope, knee, a_rms, alpha, gy, gg,
                            dbands, dthr, dslope, dalpha):
     """Adjoint of the multiband gain computer and gain application (band_power_forward,
-    level = 10 log10(power + floor), band_gain_forward, apply_band_gains_forward), in one
-    pass backwards in time per band. Saved from the forward: level, dlevel_ds (=
-    10 / (ln 10 (power + floor))), gain_db and gain_lin (= 10^(gain_db/20)), all (batch,
-    K, samples); the transcendental functions are computed by the caller, vectorized.
+    level = 10 log10(power), band_gain_forward, apply_band_gains_forward), in one pass
+    backwards in time per band. Saved from the forward: log_power (= level / 10), the
+    floored power, gain_db and gain_lin (= 10^(gain_db/20)), all (batch, K, samples);
+    the transcendental functions are computed by the caller, vectorized.
     gy (batch, channels, samples) is the gradient of the output, gg (batch, K, samples)
     that of the gain trace. Writes dbands (like bands), dthr, dslope (batch, K) and
     dalpha (batch, K, 2) float64 (release, attack; the caller sums over K). The static
@@ -890,6 +894,7 @@ def band_compress_backward(bands, level, dlevel_ds, gain_db, gain_lin, thr, slop
     w_safe = max(knee, 1e-6)
     inv_nc2 = 2.0 / nc
     ln10_20 = np.log(10.0) / 20.0
+    db_per_neper = 10.0 / np.log(10.0)  # d(10 log10 p)/dp = that / p
     for job in prange(nb * nk):
         b = job // nk
         k = job % nk
@@ -911,7 +916,7 @@ def band_compress_backward(bands, level, dlevel_ds, gain_db, gain_lin, thr, slop
             for c in range(nc):
                 acc += np.float64(gy[b, c, t]) * np.float64(bands[b, k, c, t])
             v = ln10_20 * glin * acc + np.float64(gg[b, k, t]) + a_next * v_next
-            over = np.float64(level[b, k, t]) - t_db
+            over = 10.0 * np.float64(log_power[b, k, t]) - t_db
             if 2.0 * over > knee:
                 region = 1
                 g_static = sl * over
@@ -943,7 +948,7 @@ def band_compress_backward(bands, level, dlevel_ds, gain_db, gain_lin, thr, slop
             else:
                 d_level = 0.0
             d_thr -= d_level
-            u = d_level * np.float64(dlevel_ds[b, k, t]) + a_rms * u_next
+            u = d_level * db_per_neper / np.float64(power[b, k, t]) + a_rms * u_next
             u_next = u
             d_p = ((1.0 - a_rms) * u if t > 0 else u) * inv_nc2
             for c in range(nc):

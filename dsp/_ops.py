@@ -426,18 +426,20 @@ def true_peak_envelope_linked(x: Tensor, taps: Tensor, floor: Tensor | None = No
 # ------------------------------------------------- multiband gain computer + application
 def _bandcomp_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
                   floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The inference kernels (as in :func:`multiband_pass`), keeping power and level."""
+    """The inference kernels (as in :func:`multiband_pass`), keeping the floored power and
+    its log10 for the backward pass."""
     bands = bands.contiguous()
     b, k, c, n = bands.shape
     power = torch.empty(b, k, n, dtype=bands.dtype)
-    _cpu().band_power_forward(_np(bands), float(a_rms), _np(power))
-    level = torch.log10(power.clamp_min(0.0).add_(floor)).mul_(10.0)
-    gain_db = torch.empty_like(level)
-    _cpu().band_gain_forward(_np(level), _np(_f64(thr)), _np(_f64(slope)), float(knee), _np(_f64(alpha[:, 0])),
-                             _np(_f64(alpha[:, 1])), _np(gain_db))
+    _cpu().band_power_forward(_np(bands), float(a_rms), float(floor), _np(power))
+    log_power = torch.log10(power)
+    gain_db = torch.empty_like(power)
+    gain_lin = torch.empty_like(power)
+    _cpu().band_gain_forward(_np(log_power), _np(_f64(thr)), _np(_f64(slope)), float(knee), _np(_f64(alpha[:, 0])),
+                             _np(_f64(alpha[:, 1])), _np(gain_db), _np(gain_lin))
     y = torch.empty(b, c, n, dtype=bands.dtype)
-    _cpu().apply_band_gains_forward(_np(bands), _np(torch.pow(10.0, gain_db / 20.0)), _np(y))
-    return y, gain_db, power, level
+    _cpu().apply_band_gains_forward(_np(bands), _np(gain_lin.exp_()), _np(y))
+    return y, gain_db, power, log_power
 
 
 def _bandcomp_fake(bands, thr, slope, alpha, knee, a_rms, floor):
@@ -446,7 +448,7 @@ def _bandcomp_fake(bands, thr, slope, alpha, knee, a_rms, floor):
 
 
 def _bandcomp_bwd_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
-                      floor: float, power: Tensor, level: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
+                      floor: float, power: Tensor, log_power: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     bands = bands.contiguous()
     b, k, c, n = bands.shape
@@ -454,23 +456,22 @@ def _bandcomp_bwd_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, 
     dthr = torch.empty(b, k, dtype=torch.float64)
     dslope = torch.empty(b, k, dtype=torch.float64)
     dalpha = torch.empty(b, k, 2, dtype=torch.float64)
-    gain_lin = torch.pow(10.0, gain_db / 20.0)
-    dlevel_ds = torch.where(power >= 0.0, (10.0 / math.log(10.0)) / (power + floor), torch.zeros_like(power))
-    _cpu().band_compress_backward(_np(bands), _np(level.contiguous()), _np(dlevel_ds), _np(gain_db.contiguous()),
+    gain_lin = torch.exp(gain_db * (math.log(10.0) / 20.0))
+    _cpu().band_compress_backward(_np(bands), _np(log_power.contiguous()), _np(power.contiguous()), _np(gain_db.contiguous()),
                                   _np(gain_lin), _np(_f64(thr)), _np(_f64(slope)), float(knee), float(a_rms),
                                   _np(_f64(alpha)), _np(gy.contiguous()), _np(gg.contiguous()),
                                   _np(dbands), dthr.numpy(), dslope.numpy(), dalpha.numpy())
     return dbands, dthr, dslope, dalpha
 
 
-def _bandcomp_bwd_fake(bands, thr, slope, alpha, knee, a_rms, floor, power, level, gain_db, gy, gg):
+def _bandcomp_bwd_fake(bands, thr, slope, alpha, knee, a_rms, floor, power, log_power, gain_db, gy, gg):
     b, k = thr.shape
     f64 = dict(dtype=torch.float64)
     return torch.empty_like(bands), thr.new_empty(b, k, **f64), thr.new_empty(b, k, **f64), thr.new_empty(b, k, 2, **f64)
 
 
 def _bandcomp_bwd_schema(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
-                         floor: float, power: Tensor, level: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
+                         floor: float, power: Tensor, log_power: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     raise NotImplementedError
 
@@ -481,20 +482,20 @@ _bandcomp_bwd = _op("band_compress_backward", _bandcomp_bwd_schema, _bandcomp_bw
 
 def _bandcomp_setup(ctx, inputs, output):
     bands, thr, slope, alpha, knee, a_rms, floor = inputs
-    y, gain_db, power, level = output
-    ctx.mark_non_differentiable(power, level)
+    y, gain_db, power, log_power = output
+    ctx.mark_non_differentiable(power, log_power)
     ctx.consts = (knee, a_rms, floor)
     ctx.dtypes = (thr.dtype, slope.dtype, alpha.dtype)
-    ctx.save_for_backward(bands, thr, slope, alpha, power, level, gain_db)
+    ctx.save_for_backward(bands, thr, slope, alpha, power, log_power, gain_db)
 
 
-def _bandcomp_backward(ctx, gy, ggain, gpower, glevel):
-    bands, thr, slope, alpha, power, level, gain_db = ctx.saved_tensors
+def _bandcomp_backward(ctx, gy, ggain, gpower, glog):
+    bands, thr, slope, alpha, power, log_power, gain_db = ctx.saved_tensors
     if gy is None:
         gy = bands.new_zeros(bands.shape[0], bands.shape[2], bands.shape[3])
     if ggain is None:
         ggain = torch.zeros_like(gain_db)
-    dbands, dthr, dslope, dalpha = _bandcomp_bwd(bands, thr, slope, alpha, *ctx.consts, power, level, gain_db,
+    dbands, dthr, dslope, dalpha = _bandcomp_bwd(bands, thr, slope, alpha, *ctx.consts, power, log_power, gain_db,
                                                  gy.to(bands.dtype), ggain.to(bands.dtype))
     return (dbands, dthr.to(ctx.dtypes[0]), dslope.to(ctx.dtypes[1]), dalpha.sum(dim=1).to(ctx.dtypes[2]),
             None, None, None)
@@ -597,13 +598,13 @@ def multiband_pass(x: Tensor, lp_low: Tensor, lp_high: Tensor, threshold_db: Ten
         k = threshold_db.shape[1]
         bands = torch.empty(b, k, c, n, dtype=x.dtype)
         _cpu().crossover_forward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands))
-        level = torch.empty(b, k, n, dtype=x.dtype)
-        _cpu().band_power_forward(_np(bands), float(a_rms), _np(level))
-        level.clamp_min_(0.0).add_(power_floor).log10_().mul_(10.0)  # vectorized; in place
-        gain_db = torch.empty_like(level)
-        _cpu().band_gain_forward(_np(level), _np(_f64(threshold_db)), _np(_f64(slope)), float(knee_db),
-                                 _np(_f64(a_rel)), _np(_f64(a_att)), _np(gain_db))
-        gain_lin = torch.pow(10.0, torch.div(gain_db, 20.0, out=level), out=level)
+        power = torch.empty(b, k, n, dtype=x.dtype)
+        _cpu().band_power_forward(_np(bands), float(a_rms), float(power_floor), _np(power))
+        log_power = power.log10_()  # vectorized, in place
+        gain_db = torch.empty_like(power)
+        _cpu().band_gain_forward(_np(log_power), _np(_f64(threshold_db)), _np(_f64(slope)), float(knee_db),
+                                 _np(_f64(a_rel)), _np(_f64(a_att)), _np(gain_db), _np(log_power))
+        gain_lin = log_power.exp_()  # the kernel wrote gain_db ln(10)/20 over the (consumed) log power
         out = torch.empty_like(x)
         _cpu().apply_band_gains_forward(_np(bands), _np(gain_lin), _np(out))
         return out, gain_db

@@ -479,34 +479,35 @@ def _static_curve(level, thr, slope, knee):
 
 def band_compress(bands, thr, slope, alpha, knee, a_rms, floor, smooth_fn):
     """Torch-op version of the CPU band_compress op (dsp/_ops.py): returns (y (batch,
-    channels, samples), gain_db, power, level (batch, K, samples))."""
+    channels, samples), gain_db, power + floor, log10(power + floor) (batch, K, samples))."""
     b, k, c, n = bands.shape
     pm = (bands * bands).mean(dim=2).reshape(b * k, n)
     a = torch.full((b * k,), a_rms, dtype=torch.float64, device=bands.device)
-    power = smooth_fn(pm, a, a).reshape(b, k, n)
-    level = 10.0 * torch.log10(power.clamp_min(0.0) + floor)
-    gs = _static_curve(level, thr, slope, knee)[0]
+    power = smooth_fn(pm, a, a).reshape(b, k, n).clamp_min(0.0) + floor
+    log_power = torch.log10(power)
+    gs = _static_curve(10.0 * log_power, thr, slope, knee)[0]
     rel = alpha[:, 0].repeat_interleave(k)
     att = alpha[:, 1].repeat_interleave(k)
     gain_db = smooth_fn(gs.reshape(b * k, n), rel, att).reshape(b, k, n)
     y = (bands * torch.pow(10.0, gain_db / 20.0)[:, :, None, :]).sum(dim=1)
-    return y, gain_db, power, level
+    return y, gain_db, power, log_power
 
 
-def band_compress_backward(bands, thr, slope, alpha, knee, a_rms, floor, power, level, gain_db, gy, gg, smooth_bwd_fn):
+def band_compress_backward(bands, thr, slope, alpha, knee, a_rms, floor, power, log_power, gain_db, gy, gg,
+                           smooth_bwd_fn):
     """Torch-op version of dsp._cpu_kernels.band_compress_backward: returns (dbands,
     dthr, dslope (batch, K), dalpha (batch, K, 2) float64)."""
     b, k, c, n = bands.shape
     glin = torch.pow(10.0, gain_db / 20.0)
     dg = (_LN10 / 20.0) * glin * (gy[:, None] * bands).sum(dim=2) + gg
-    gs, d_level, d_sl = _static_curve(level, thr, slope, knee)
+    gs, d_level, d_sl = _static_curve(10.0 * log_power, thr, slope, knee)
     rows_alpha = torch.stack([alpha[:, 0].repeat_interleave(k), alpha[:, 1].repeat_interleave(k)], dim=-1)
     dgs, da = smooth_bwd_fn(gs.reshape(b * k, n), gain_db.reshape(b * k, n), rows_alpha, dg.reshape(b * k, n))
     dgs = dgs.reshape(b, k, n)
     d_level = d_level * dgs
-    d_s = torch.where(power >= 0.0, d_level * (10.0 / _LN10) / (power + floor), torch.zeros_like(d_level))
+    d_s = d_level * (10.0 / _LN10) / power  # power: floored
     pm = (bands * bands).mean(dim=2).reshape(b * k, n)
     a = torch.full((b * k, 2), a_rms, dtype=torch.float64, device=bands.device)
-    dpm, _ = smooth_bwd_fn(pm, power.reshape(b * k, n), a, d_s.reshape(b * k, n))
+    dpm, _ = smooth_bwd_fn(pm, (power - floor).reshape(b * k, n), a, d_s.reshape(b * k, n))
     dbands = gy[:, None] * glin[:, :, None] + (2.0 / c) * dpm.reshape(b, k, 1, n) * bands
     return dbands, -d_level.sum(dim=-1).double(), (d_sl * dgs).sum(dim=-1).double(), da.reshape(b, k, 2)
