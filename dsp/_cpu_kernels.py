@@ -888,7 +888,7 @@ def band_compress_backward(bands, log_power, power, gain_db, gain_lin, thr, slop
     gy (batch, channels, samples) is the gradient of the output, gg (batch, K, samples)
     that of the gain trace. Writes dbands (like bands), dthr, dslope (batch, K) and
     dalpha (batch, K, 2) float64 (release, attack; the caller sums over K). The static
-    curve and the smoother's branch are re-derived from level and gain_db."""
+    curve and the smoother's branch are re-derived from log_power and gain_db."""
     nb, nk, nc, n = bands.shape
     half = 0.5 * knee
     w_safe = max(knee, 1e-6)

@@ -463,8 +463,9 @@ def gain_and_loudness_energy(y, gain, kcoef, step, cascade_fn):
 _LN10 = 2.302585092994046
 
 
-def _static_curve(level, thr, slope, knee):
-    """Soft-knee static gain (batch, K, samples) and its derivatives in level and slope."""
+def _static_curve(level, thr, slope, knee, derivatives=False):
+    """Soft-knee static gain (batch, K, samples); with ``derivatives`` also its
+    derivatives in level and slope."""
     over = level - thr[:, :, None].to(level.dtype)
     sl = slope[:, :, None].to(level.dtype)
     w = max(knee, 1e-6)
@@ -472,6 +473,8 @@ def _static_curve(level, thr, slope, knee):
     below = 2.0 * over < -knee
     zero = torch.zeros_like(over)
     gs = torch.where(below, zero, torch.where(hard, sl * over, sl * (over + 0.5 * knee) ** 2 / (2.0 * w)))
+    if not derivatives:
+        return gs
     d_level = torch.where(below, zero, torch.where(hard, sl.expand_as(over), sl * (over + 0.5 * knee) / w))
     d_slope = torch.where(below, zero, torch.where(hard, over, (over + 0.5 * knee) ** 2 / (2.0 * w)))
     return gs, d_level, d_slope
@@ -485,7 +488,7 @@ def band_compress(bands, thr, slope, alpha, knee, a_rms, floor, smooth_fn):
     a = torch.full((b * k,), a_rms, dtype=torch.float64, device=bands.device)
     power = smooth_fn(pm, a, a).reshape(b, k, n).clamp_min(0.0) + floor
     log_power = torch.log10(power)
-    gs = _static_curve(10.0 * log_power, thr, slope, knee)[0]
+    gs = _static_curve(10.0 * log_power, thr, slope, knee)
     rel = alpha[:, 0].repeat_interleave(k)
     att = alpha[:, 1].repeat_interleave(k)
     gain_db = smooth_fn(gs.reshape(b * k, n), rel, att).reshape(b, k, n)
@@ -500,7 +503,7 @@ def band_compress_backward(bands, thr, slope, alpha, knee, a_rms, floor, power, 
     b, k, c, n = bands.shape
     glin = torch.pow(10.0, gain_db / 20.0)
     dg = (_LN10 / 20.0) * glin * (gy[:, None] * bands).sum(dim=2) + gg
-    gs, d_level, d_sl = _static_curve(10.0 * log_power, thr, slope, knee)
+    gs, d_level, d_sl = _static_curve(10.0 * log_power, thr, slope, knee, derivatives=True)
     rows_alpha = torch.stack([alpha[:, 0].repeat_interleave(k), alpha[:, 1].repeat_interleave(k)], dim=-1)
     dgs, da = smooth_bwd_fn(gs.reshape(b * k, n), gain_db.reshape(b * k, n), rows_alpha, dg.reshape(b * k, n))
     dgs = dgs.reshape(b, k, n)

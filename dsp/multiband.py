@@ -56,26 +56,30 @@ def multiband_compress(x: torch.Tensor, values: dict[str, torch.Tensor], sample_
         return _multiband_fused(x, values, sample_rate, ref, thr, ratio)
     bands = split_bands(x, values["crossover_low_hz"], values["crossover_high_hz"], sample_rate)
     # band_gain_db then apply_band_gains, as one op with its own adjoint (dsp._ops.band_compress)
-    alpha = torch.stack([ms_to_coef(values["release_ms"].to(torch.float64), sample_rate),
-                         ms_to_coef(values["attack_ms"].to(torch.float64), sample_rate)], dim=-1)
+    thr_abs, slope, a_rms, a_rel, a_att = _kernel_args(values, sample_rate, ref, thr, ratio)
+    return band_compress(bands, thr_abs, slope, torch.stack([a_rel, a_att], dim=-1), KNEE_DB, a_rms, POWER_FLOOR)
+
+
+def _kernel_args(values: dict[str, torch.Tensor], sample_rate: float, ref: torch.Tensor, thr: torch.Tensor,
+                 ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor, torch.Tensor]:
+    """The settings as the compiled gain computer takes them, as :func:`band_gain_db`
+    derives them: absolute thresholds and slopes 1/ratio - 1 (batch, 3), the detector's
+    pole, the release and attack poles (batch,) float64."""
     a_rms = float(ms_to_coef(torch.tensor(RMS_WINDOW_MS, dtype=torch.float64), sample_rate))
-    return band_compress(bands, ref.to(thr.dtype)[:, None] + thr, 1.0 / ratio - 1.0, alpha, KNEE_DB, a_rms,
-                         POWER_FLOOR)
+    a_rel = ms_to_coef(values["release_ms"].to(torch.float64), sample_rate)
+    a_att = ms_to_coef(values["attack_ms"].to(torch.float64), sample_rate)
+    return ref.to(thr.dtype)[:, None] + thr, 1.0 / ratio - 1.0, a_rms, a_rel, a_att
 
 
 def _multiband_fused(x: torch.Tensor, values: dict[str, torch.Tensor], sample_rate: float,
                      ref: torch.Tensor, thr: torch.Tensor, ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inference on CPU: the same split, gain computer and gain application in three
     compiled passes (dsp._ops.multiband_pass), equal to the composition above to float
-    rounding; the settings are turned into thresholds, slopes and poles exactly as there."""
+    rounding."""
     lp_low = lr_lowpass_coefficients(values["crossover_low_hz"], sample_rate)
     lp_high = lr_lowpass_coefficients(values["crossover_high_hz"], sample_rate)
-    thr = ref.to(thr.dtype)[:, None] + thr
-    slope = 1.0 / ratio - 1.0
-    a_rms = float(ms_to_coef(torch.tensor(RMS_WINDOW_MS, dtype=torch.float64), sample_rate))
-    a_att = ms_to_coef(values["attack_ms"].to(torch.float64), sample_rate)
-    a_rel = ms_to_coef(values["release_ms"].to(torch.float64), sample_rate)
-    return multiband_pass(x, lp_low, lp_high, thr, slope, KNEE_DB, a_rms, a_rel, a_att, POWER_FLOOR)
+    thr_abs, slope, a_rms, a_rel, a_att = _kernel_args(values, sample_rate, ref, thr, ratio)
+    return multiband_pass(x, lp_low, lp_high, thr_abs, slope, KNEE_DB, a_rms, a_rel, a_att, POWER_FLOOR)
 
 
 class MultibandCompressor(Processor):

@@ -37,7 +37,6 @@ from typing import Any, Callable
 import numpy as np
 
 from automaster.errors import UserError
-from dsp.memory import keep_freed_memory
 from automaster.io import ArraySource, Source
 from automaster.pipeline.analyse import Analysis, analyse_input, check_reference_level, is_silent, measure_reference, measure_source, reference_lufs
 from automaster.pipeline.checks import (check_args, check_audio, check_length_and_values,
@@ -51,6 +50,7 @@ from automaster.pipeline.restoration import restoration_lines, restore_input
 from automaster.restore_options import check_restore_options
 from automaster.pipeline.traces import BandTraces
 from automaster.pipeline.write import Output, describe, final_report, pass_through, write_output
+from dsp.memory import keep_freed_memory
 
 def master(audio: Any, sample_rate: int, target_lufs: float | None = None,
            ceiling_dbtp: float | None = -1.0, intensity: float = 1.0, reference: Any = None,
