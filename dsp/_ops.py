@@ -76,6 +76,12 @@ def _dispatch_needed(args: tuple) -> bool:
     return False
 
 
+def _no_kernel(name: str) -> NotImplementedError:
+    """The error a schema function below raises: its body is the op's fallback, run only
+    for tensors on a device without a registered kernel (CPU and CUDA have one)."""
+    return NotImplementedError(f"automaster::{name} has kernels for CPU and CUDA tensors only")
+
+
 def _op(name: str, schema_fn, cpu, cuda, fake, autograd=None):
     """Register ``automaster::name``: CPU kernel, CUDA kernel, fake and autograd formula.
 
@@ -139,7 +145,7 @@ def _cascade_bwd_fake(x, coef, y, ys, g):
 
 
 def _cascade_bwd_schema(x: Tensor, coef: Tensor, y: Tensor, ys: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    raise NotImplementedError
+    raise _no_kernel("biquad_cascade_backward")
 
 
 _cascade_bwd = _op("biquad_cascade_backward", _cascade_bwd_schema, _cascade_bwd_cpu,
@@ -175,7 +181,7 @@ def _cascade_backward(ctx, gy, gys):
 
 
 def _cascade_schema(x: Tensor, coef: Tensor, store: bool) -> tuple[Tensor, Tensor]:
-    raise NotImplementedError
+    raise _no_kernel("biquad_cascade")
 
 
 _cascade = _op("biquad_cascade", _cascade_schema, _cascade_cpu, lambda *a: _tk().biquad_cascade(*a),
@@ -217,7 +223,7 @@ def _smooth_bwd_cpu(x: Tensor, y: Tensor, alpha: Tensor, g: Tensor) -> tuple[Ten
 
 
 def _smooth_bwd_schema(x: Tensor, y: Tensor, alpha: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    raise NotImplementedError
+    raise _no_kernel("smooth_backward")
 
 
 _smooth_bwd = _op("smooth_backward", _smooth_bwd_schema, _smooth_bwd_cpu, lambda *a: _tk().smooth_backward(*a),
@@ -237,7 +243,7 @@ def _smooth_backward(ctx, g):
 
 
 def _smooth_schema(x: Tensor, alpha: Tensor) -> Tensor:
-    raise NotImplementedError
+    raise _no_kernel("smooth")
 
 
 _smooth = _op("smooth", _smooth_schema, _smooth_cpu, lambda *a: _tk().smooth(*a),
@@ -281,7 +287,7 @@ def _sliding_min_backward(ctx, gy, gidx):
 
 
 def _sliding_min_schema(x: Tensor, window: int, want_idx: bool) -> tuple[Tensor, Tensor]:
-    raise NotImplementedError
+    raise _no_kernel("sliding_min")
 
 
 _sliding_min = _op(
@@ -324,7 +330,7 @@ def _movavg_bwd_cpu(g: Tensor, window: int) -> Tensor:
 
 
 def _movavg_bwd_schema(g: Tensor, window: int) -> Tensor:
-    raise NotImplementedError
+    raise _no_kernel("moving_average_backward")
 
 
 _movavg_bwd = _op("moving_average_backward", _movavg_bwd_schema, _movavg_bwd_cpu,
@@ -340,7 +346,7 @@ def _movavg_backward(ctx, g):
 
 
 def _movavg_schema(x: Tensor, window: int) -> Tensor:
-    raise NotImplementedError
+    raise _no_kernel("moving_average")
 
 
 _movavg = _op("moving_average", _movavg_schema, _movavg_cpu, lambda *a: _tk().moving_average(*a),
@@ -375,7 +381,7 @@ def _tp_bwd_cpu(g: Tensor, code: Tensor, taps: Tensor, channels: int) -> Tensor:
 
 
 def _tp_bwd_schema(g: Tensor, code: Tensor, taps: Tensor, channels: int) -> Tensor:
-    raise NotImplementedError
+    raise _no_kernel("true_peak_envelope_backward")
 
 
 _tp_bwd = _op("true_peak_envelope_backward", _tp_bwd_schema, _tp_bwd_cpu,
@@ -399,7 +405,7 @@ def _tp_backward(ctx, genv, gcode):
 
 
 def _tp_schema(x: Tensor, taps: Tensor, floor: Tensor) -> tuple[Tensor, Tensor]:
-    raise NotImplementedError
+    raise _no_kernel("true_peak_envelope")
 
 
 _tp = _op("true_peak_envelope", _tp_schema, _tp_cpu, lambda *a: _tk().true_peak_envelope(*a),
@@ -473,7 +479,7 @@ def _bandcomp_bwd_fake(bands, thr, slope, alpha, knee, a_rms, floor, power, log_
 def _bandcomp_bwd_schema(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
                          floor: float, power: Tensor, log_power: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    raise NotImplementedError
+    raise _no_kernel("band_compress_backward")
 
 
 _bandcomp_bwd = _op("band_compress_backward", _bandcomp_bwd_schema, _bandcomp_bwd_cpu,
@@ -503,7 +509,7 @@ def _bandcomp_backward(ctx, gy, ggain, gpower, glog):
 
 def _bandcomp_schema(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
                      floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    raise NotImplementedError
+    raise _no_kernel("band_compress")
 
 
 _bandcomp = _op("band_compress", _bandcomp_schema, _bandcomp_cpu,
