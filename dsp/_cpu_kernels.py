@@ -362,10 +362,23 @@ def _cascade8_row(x, coef, y, ys, store, r):
         s17 = b17 * v7 - a17 * o7 + s27
         s27 = b27 * v7 - a27 * o7
         if store:
-            outs = (o0, o1, o2, o3, o4, o5, o6)
-            for k in range(ns - 1):
-                if k <= t < n + k:
-                    ys[k, r, t - k] = outs[k]
+            if 6 <= t < n:  # every kept section has an output at this step (4 <= ns)
+                ys[0, r, t] = o0
+                ys[1, r, t - 1] = o1
+                ys[2, r, t - 2] = o2
+                if ns > 4:
+                    ys[3, r, t - 3] = o3
+                if ns > 5:
+                    ys[4, r, t - 4] = o4
+                if ns > 6:
+                    ys[5, r, t - 5] = o5
+                if ns > 7:
+                    ys[6, r, t - 6] = o6
+            else:  # the skew's first and last steps
+                outs = (o0, o1, o2, o3, o4, o5, o6)
+                for k in range(ns - 1):
+                    if k <= t < n + k:
+                        ys[k, r, t - k] = outs[k]
         if t >= 7:
             y[r, t - 7] = o7
 

@@ -281,13 +281,15 @@ def test_gradcheck_biquad_cascade_rows_seven_sections():
     check(_ops.biquad_cascade_rows, rows(14, r=2, n=40), coef)
 
 
-@pytest.mark.parametrize("r, n", [(1, 1), (2, 1), (3, 2), (4, 3), (5, 257), (16, 4096)])
-def test_biquad_cascade_gradient_matches_a_numpy_adjoint(r, n):
+@pytest.mark.parametrize("r, n, ns", [(1, 1, 3), (2, 1, 3), (3, 2, 3), (4, 3, 3), (5, 257, 3), (16, 4096, 3),
+                                       (3, 5, 7), (2, 300, 4), (3, 300, 7), (2, 300, 8)])
+def test_biquad_cascade_gradient_matches_a_numpy_adjoint(r, n, ns):
     """The backward kernel (rows in pairs, odd counts, signals shorter than the filter's
     memory) against the adjoint written out in numpy, float32 audio as in training:
     v[t] = g[t] - a1 v[t+1] - a2 v[t+2], dx = b * v shifted, db_k = v . x[t-k],
-    da_k = -v . y[t-k], section by section from the last."""
-    coef = torch.stack([stable_biquads(r, 40 + n), stable_biquads(r, 41 + n), stable_biquads(r, 42 + n)], dim=1)
+    da_k = -v . y[t-k], section by section from the last. 4-8 sections go through the
+    skewed forward kernel, whose stored section outputs the coefficients' gradient reads."""
+    coef = torch.stack([stable_biquads(r, 40 + n + k) for k in range(ns)], dim=1)
     g = torch.Generator().manual_seed(n)
     x = torch.randn(r, n, generator=g).requires_grad_(True)
     c = coef.clone().requires_grad_(True)
@@ -305,11 +307,11 @@ def test_biquad_cascade_gradient_matches_a_numpy_adjoint(r, n):
     cn = coef.numpy()
     for row in range(r):
         sig = [x.detach().numpy()[row].astype(np.float64)]
-        for k in range(3):
+        for k in range(ns):
             sig.append(filt(sig[-1], cn[row, k]))
         grad = gy.numpy()[row].astype(np.float64)
-        dcoef = np.zeros((3, 5))
-        for k in range(2, -1, -1):
+        dcoef = np.zeros((ns, 5))
+        for k in range(ns - 1, -1, -1):
             b, xin, yout = cn[row, k], sig[k], sig[k + 1]
             v = np.zeros(n + 2)
             for t in range(n - 1, -1, -1):
