@@ -816,6 +816,164 @@ def crossover_forward(x, lp_low, lp_high, bands):
 
 
 @njit(**_OPTS)
+def crossover_train_forward(x, lp_low, lp_high, bands, u_low, u_mid):
+    """:func:`crossover_forward` (the same arithmetic, bit-identical bands) that also keeps
+    each zero-phase filter's forward-pass output for the adjoint: u_low = F_low(x),
+    u_mid = F_high(x - low), (batch, channels, samples)."""
+    nb, nc, n = x.shape
+    for job in prange(nb * nc):
+        b = job // nc
+        c = job % nc
+        low = bands[b, 0, c]
+        mid = bands[b, 1, c]
+        high = bands[b, 2, c]
+        _biquad_pair_row(x[b, c], u_low[b, c], lp_low[b])
+        _biquad_pair_row(u_low[b, c][::-1], low[::-1], lp_low[b])
+        for t in range(n):
+            high[t] = x[b, c, t] - low[t]
+        _biquad_pair_row(high, u_mid[b, c], lp_high[b])
+        _biquad_pair_row(u_mid[b, c][::-1], mid[::-1], lp_high[b])
+        for t in range(n):
+            high[t] = high[t] - mid[t]
+
+
+@njit(**_ROW)
+def _allpole_adjoint2(ga, gb, a1, a2, va, vb, causal):
+    """The all-pole part of a biquad's adjoint for two rows at once (two independent
+    recursions in flight; each alone is latency-bound). Causal filter (run forward in
+    time): v[t] = g[t] - a1 v[t+1] - a2 v[t+2], run backwards, into v[0 .. n-1] with
+    v[n] = v[n+1] = 0. Anti-causal filter (the zero-phase filter's second pass, run
+    backwards in time): v[t] = g[t] - a1 v[t-1] - a2 v[t-2], run forwards, into
+    v[2 .. n+1] with v[0] = v[1] = 0. va, vb: (n + 2,) float64."""
+    n = ga.shape[0]
+    p1 = 0.0
+    p2 = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    if causal:
+        va[n] = va[n + 1] = vb[n] = vb[n + 1] = 0.0
+        for t in range(n - 1, -1, -1):
+            p = 1.0 * ga[t] - a1 * p1 - a2 * p2
+            q = 1.0 * gb[t] - a1 * q1 - a2 * q2
+            va[t] = p
+            vb[t] = q
+            p2 = p1
+            p1 = p
+            q2 = q1
+            q1 = q
+    else:
+        va[0] = va[1] = vb[0] = vb[1] = 0.0
+        for t in range(n):
+            p = 1.0 * ga[t] - a1 * p1 - a2 * p2
+            q = 1.0 * gb[t] - a1 * q1 - a2 * q2
+            va[t + 2] = p
+            vb[t + 2] = q
+            p2 = p1
+            p1 = p
+            q2 = q1
+            q1 = q
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _adjoint_products(v, xin, yout, dx, coef, dcoef, causal):
+    """The rest of a biquad's adjoint after :func:`_allpole_adjoint2` (no recursion: these
+    loops vectorize, as in :func:`_biquad_adjoint_products`). Causal: dx[t] = b0 v[t] +
+    b1 v[t+1] + b2 v[t+2], db_k += v . x[t-k], da_k -= v . y[t-k]; anti-causal (v stored
+    from index 2): dx[t] = b0 v[t] + b1 v[t-1] + b2 v[t-2], db_k += v . x[t+k], da_k -=
+    v . y[t+k]. dcoef (5,) = (db0, db1, db2, da1, da2); dx may be the gradient itself."""
+    n = xin.shape[0]
+    o = 0 if causal else 2  # v[t] is at v[t + o]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    for t in range(n):
+        s0 += v[t + o] * xin[t]
+    if causal:
+        for t in range(1, n):
+            s1 += v[t] * xin[t - 1]
+            s3 += v[t] * yout[t - 1]
+        for t in range(2, n):
+            s2 += v[t] * xin[t - 2]
+            s4 += v[t] * yout[t - 2]
+    else:
+        for t in range(n - 1):
+            s1 += v[t + 2] * xin[t + 1]
+            s3 += v[t + 2] * yout[t + 1]
+        for t in range(n - 2):
+            s2 += v[t + 2] * xin[t + 2]
+            s4 += v[t + 2] * yout[t + 2]
+    b0 = coef[0]
+    b1 = coef[1]
+    b2 = coef[2]
+    if causal:
+        for t in range(n):
+            dx[t] = b0 * v[t] + b1 * v[t + 1] + b2 * v[t + 2]
+    else:
+        for t in range(n):
+            dx[t] = b0 * v[t + 2] + b1 * v[t + 1] + b2 * v[t]
+    dcoef[0] += s0
+    dcoef[1] += s1
+    dcoef[2] += s2
+    dcoef[3] -= s3
+    dcoef[4] -= s4
+
+
+@njit(**_ROW)
+def _zero_phase_adjoint2(src, u, out, g, dsrc, coef, v, tmp, dcoef, nc):
+    """Adjoint of the zero-phase filter ``coef`` (u = F src forwards in time, out = F over
+    u backwards in time) on nc (1 or 2) rows at once: src, u, out, g, dsrc (nc,
+    samples); dsrc receives src's gradient (it may be g), dcoef (5,) gains both passes'
+    coefficient gradients. v: (2, samples + 2), tmp: (2, samples) float64 scratch."""
+    r1 = nc - 1  # a mono row runs as its own partner
+    _allpole_adjoint2(g[0], g[r1], coef[3], coef[4], v[0], v[1], False)  # through the backward pass
+    for c in range(nc):
+        _adjoint_products(v[c], u[c], out[c], tmp[c], coef, dcoef, False)  # tmp: u's gradient
+    _allpole_adjoint2(tmp[0], tmp[r1], coef[3], coef[4], v[0], v[1], True)  # through the forward pass
+    for c in range(nc):
+        _adjoint_products(v[c], src[c], u[c], dsrc[c], coef, dcoef, True)
+
+
+@njit(**_OPTS)
+def crossover_backward(x, lp_low, lp_high, bands, u_low, u_mid, gb, dx, dlow, dhigh):
+    """Adjoint of :func:`crossover_train_forward` for the bands' gradient gb (batch, 3,
+    channels, samples): dx (batch, channels, samples); dlow, dhigh (batch, 5) float64,
+    the coefficient gradients of the two low-passes (summed over channels and passes).
+    Mono or stereo.
+
+    high = upper - mid and mid = ZP_high(upper) give upper's gradient g_high +
+    ZP_high^T(g_mid - g_high); upper = x - low gives low's g_low - g_upper, and x gets
+    g_upper + ZP_low^T(g_low - g_upper). One job per batch item: its channels' recursions
+    run side by side and sum into the item's coefficient gradients without a race."""
+    nb, nc, n = x.shape
+    for b in prange(nb):
+        v = np.empty((2, n + 2))
+        tmp = np.empty((2, n))
+        gu = np.empty((2, n))
+        gl = np.empty((2, n))
+        upper = np.empty((2, n), dtype=x.dtype)
+        dl = np.zeros(5)
+        dh = np.zeros(5)
+        for c in range(nc):
+            for t in range(n):
+                upper[c, t] = x[b, c, t] - bands[b, 0, c, t]  # the forward's own rounding
+                gl[c, t] = 1.0 * gb[b, 1, c, t] - gb[b, 2, c, t]  # mid's whole gradient
+        _zero_phase_adjoint2(upper, u_mid[b], bands[b, 1], gl, gu, lp_high[b], v, tmp, dh, nc)
+        for c in range(nc):
+            for t in range(n):
+                gu[c, t] += gb[b, 2, c, t]  # upper's gradient
+                gl[c, t] = 1.0 * gb[b, 0, c, t] - gu[c, t]  # low's
+        _zero_phase_adjoint2(x[b], u_low[b], bands[b, 0], gl, gl, lp_low[b], v, tmp, dl, nc)
+        for c in range(nc):
+            for t in range(n):
+                dx[b, c, t] = gu[c, t] + gl[c, t]
+        for j in range(5):
+            dlow[b, j] = dl[j]
+            dhigh[b, j] = dh[j]
+
+
+@njit(**_OPTS)
 def band_power_forward(bands, a_rms, floor, power):
     """The multiband detector's power (dsp/multiband.py): channel-mean of the squared band,
     smoothed by a one-pole ``a_rms`` (y[0] = x[0]), plus ``floor`` (the level is

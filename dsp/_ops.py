@@ -429,6 +429,81 @@ def true_peak_envelope_linked(x: Tensor, taps: Tensor, floor: Tensor | None = No
     return _tp(x, taps.detach().to(device=x.device, dtype=x.dtype), floor)[0]
 
 
+# ------------------------------------------------------- zero-phase three-band split
+def _xover_cpu(x: Tensor, lp_low: Tensor, lp_high: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    x = x.contiguous()
+    b, c, n = x.shape
+    bands = torch.empty(b, 3, c, n, dtype=x.dtype)
+    u_low = torch.empty_like(x)
+    u_mid = torch.empty_like(x)
+    _cpu().crossover_train_forward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands), _np(u_low),
+                                   _np(u_mid))
+    return bands, u_low, u_mid
+
+
+def _xover_fake(x, lp_low, lp_high):
+    b, c, n = x.shape
+    return x.new_empty(b, 3, c, n), torch.empty_like(x), torch.empty_like(x)
+
+
+def _xover_bwd_cpu(x: Tensor, lp_low: Tensor, lp_high: Tensor, bands: Tensor, u_low: Tensor, u_mid: Tensor,
+                   gb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    x = x.contiguous()
+    dx = torch.empty_like(x)
+    dlow = torch.empty(x.shape[0], 5, dtype=torch.float64)
+    dhigh = torch.empty(x.shape[0], 5, dtype=torch.float64)
+    _cpu().crossover_backward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands.contiguous()),
+                              _np(u_low.contiguous()), _np(u_mid.contiguous()), _np(gb.contiguous()), _np(dx),
+                              dlow.numpy(), dhigh.numpy())
+    return dx, dlow, dhigh
+
+
+def _xover_bwd_schema(x: Tensor, lp_low: Tensor, lp_high: Tensor, bands: Tensor, u_low: Tensor, u_mid: Tensor,
+                      gb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    raise _no_kernel("crossover_backward")
+
+
+_xover_bwd = _op("crossover_backward", _xover_bwd_schema, _xover_bwd_cpu, lambda *a: _tk().crossover_backward(*a),
+                 lambda x, lp_low, lp_high, bands, u_low, u_mid, gb: (
+                     torch.empty_like(x), lp_low.new_empty((x.shape[0], 5), dtype=torch.float64),
+                     lp_low.new_empty((x.shape[0], 5), dtype=torch.float64)))
+
+
+def _xover_setup(ctx, inputs, output):
+    x, lp_low, lp_high = inputs
+    bands, u_low, u_mid = output
+    ctx.mark_non_differentiable(u_low, u_mid)
+    ctx.set_materialize_grads(False)
+    ctx.dtypes = (lp_low.dtype, lp_high.dtype)
+    ctx.save_for_backward(x, lp_low, lp_high, bands, u_low, u_mid)
+
+
+def _xover_backward(ctx, gb, gu_low, gu_mid):
+    if gb is None:
+        return None, None, None
+    x, lp_low, lp_high, bands, u_low, u_mid = ctx.saved_tensors
+    dx, dlow, dhigh = _xover_bwd(x, lp_low, lp_high, bands, u_low, u_mid, gb.to(x.dtype))
+    return dx, dlow.to(ctx.dtypes[0]), dhigh.to(ctx.dtypes[1])
+
+
+def _xover_schema(x: Tensor, lp_low: Tensor, lp_high: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    raise _no_kernel("crossover")
+
+
+_xover = _op("crossover", _xover_schema, _xover_cpu, lambda *a: _tk().crossover(*a), _xover_fake,
+             (_xover_backward, _xover_setup))
+
+
+def crossover_split(x: Tensor, lp_low: Tensor, lp_high: Tensor) -> Tensor:
+    """Zero-phase three-band split (dsp/crossover.py) as one op: x (batch, channels,
+    samples), lp_low and lp_high (batch, 5) the Butterworth low-passes (b0, b1, b2, a1, a2)
+    each run forward then backward -> bands (batch, 3, channels, samples): low =
+    ZP(lp_low, x), mid = ZP(lp_high, x - low), high = x - low - mid. Differentiable in x
+    and both coefficient sets; on CPU one compiled pass each way (the inference split's
+    kernel forward, the adjoint backward)."""
+    return _xover(_compute_dtype(x), lp_low, lp_high)[0]
+
+
 # ------------------------------------------------- multiband gain computer + application
 def _bandcomp_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
                   floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -480,6 +480,46 @@ def _static_curve(level, thr, slope, knee, derivatives=False):
     return gs, d_level, d_slope
 
 
+def crossover(x: torch.Tensor, lp_low: torch.Tensor, lp_high: torch.Tensor):
+    """Torch-op version of the CPU crossover op (dsp/_ops.py): the zero-phase three-band
+    split of x (batch, channels, samples) -> (bands (batch, 3, channels, samples), the
+    two low-passes' forward-pass outputs u_low = F_low(x), u_mid = F_high(x - low))."""
+    b, c, n = x.shape
+    rows = x.reshape(b * c, n)
+    cl = lp_low.to(torch.float64).repeat_interleave(c, dim=0).contiguous()
+    ch = lp_high.to(torch.float64).repeat_interleave(c, dim=0).contiguous()
+    u_low = biquad(rows, cl, x.dtype)
+    low = biquad(u_low.flip(-1), cl, x.dtype).flip(-1)
+    upper = rows - low
+    u_mid = biquad(upper, ch, x.dtype)
+    mid = biquad(u_mid.flip(-1), ch, x.dtype).flip(-1)
+    bands = torch.stack([low, mid, upper - mid], dim=1).reshape(b, c, 3, n).transpose(1, 2).contiguous()
+    return bands, u_low.reshape(b, c, n), u_mid.reshape(b, c, n)
+
+
+def crossover_backward(x, lp_low, lp_high, bands, u_low, u_mid, gb):
+    """Torch-op version of dsp._cpu_kernels.crossover_backward: (dx, dlow, dhigh (batch,
+    5) float64), from the single-section adjoint above, one pass at a time."""
+    b, c, n = x.shape
+    cl = lp_low.to(torch.float64).repeat_interleave(c, dim=0)[:, None].contiguous()
+    ch = lp_high.to(torch.float64).repeat_interleave(c, dim=0)[:, None].contiguous()
+    empty = x.new_empty(0)
+
+    def zero_phase_adjoint(src, u, out, g, coef):
+        gu_rev, dc2 = biquad_cascade_backward(u.flip(-1), coef, out.flip(-1), empty, g.flip(-1))
+        dsrc, dc1 = biquad_cascade_backward(src, coef, u, empty, gu_rev.flip(-1))
+        return dsrc, (dc1 + dc2)[:, 0].reshape(b, c, 5).sum(dim=1)
+
+    rows = lambda t: t.reshape(b * c, n)  # noqa: E731
+    low, mid = rows(bands[:, 0]), rows(bands[:, 1])
+    g_low, g_mid, g_high = rows(gb[:, 0]), rows(gb[:, 1]), rows(gb[:, 2])
+    upper = rows(x) - low
+    d_upper, dhigh = zero_phase_adjoint(upper, rows(u_mid), mid, g_mid - g_high, ch)
+    g_upper = d_upper + g_high
+    d_x, dlow = zero_phase_adjoint(rows(x), rows(u_low), low, g_low - g_upper, cl)
+    return (g_upper + d_x).reshape(b, c, n), dlow, dhigh
+
+
 def band_compress(bands, thr, slope, alpha, knee, a_rms, floor, smooth_fn):
     """Torch-op version of the CPU band_compress op (dsp/_ops.py): returns (y (batch,
     channels, samples), gain_db, power + floor, log10(power + floor) (batch, K, samples))."""

@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from dsp._ops import crossover_split
 from dsp.biquad import apply_biquad_cascade, highpass_coefficients, lowpass_coefficients
 
 BUTTERWORTH_Q = 1.0 / math.sqrt(2.0)
@@ -53,8 +54,10 @@ def lr_highpass(x: torch.Tensor, cutoff_hz: torch.Tensor, sample_rate: float) ->
 
 def split_bands(x: torch.Tensor, low_hz: torch.Tensor, high_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Split x (batch, channels, samples) at low_hz < high_hz (batch,) into
-    (batch, 3, channels, samples): low, mid, high, summing exactly to x."""
-    low = lr_lowpass(x, low_hz, sample_rate)
-    upper = x - low
-    mid = lr_lowpass(upper, high_hz, sample_rate)
-    return torch.stack([low, mid, upper - mid], dim=1)
+    (batch, 3, channels, samples): low, mid, high, summing exactly to x.
+
+    low = lr_lowpass(x, low_hz), mid = lr_lowpass(x - low, high_hz), high = x - low - mid,
+    computed as one op (:func:`dsp._ops.crossover_split`, the same split with its own
+    adjoint; tests/test_dsp_multiband.py compares it with this composition)."""
+    return crossover_split(x, lr_lowpass_coefficients(low_hz, sample_rate),
+                           lr_lowpass_coefficients(high_hz, sample_rate))

@@ -128,6 +128,13 @@ slope = torch.tensor([[-0.5, -0.3, -0.7], [-0.2, -0.6, -0.4]], dtype=torch.float
 alpha = torch.tensor([[0.99, 0.8], [0.95, 0.5]], dtype=torch.float64, requires_grad=True)
 compare("band_compress", lambda b, t, s, a: torch.cat([o.flatten() for o in _ops.band_compress(b, t, s, a, 6.0, 0.9, 1e-10)]),
         bands, thr, slope, alpha)
+
+# the zero-phase three-band split: bands and the gradients of the audio and both low-passes
+from dsp.crossover import lr_lowpass_coefficients
+xs3 = torch.randn(2, 2, 300, generator=gen, dtype=torch.float64, requires_grad=True)
+lo = lr_lowpass_coefficients(torch.tensor([900.0, 2500.0], dtype=torch.float64), 16000).requires_grad_(True)
+hi = lr_lowpass_coefficients(torch.tensor([3000.0, 5000.0], dtype=torch.float64), 16000).requires_grad_(True)
+compare("crossover", _ops.crossover_split, xs3, lo, hi)
 print("RESULT " + json.dumps(out))
 """
 
@@ -155,7 +162,7 @@ def test_cascade_matches_scipy(errors, label):
 @pytest.mark.parametrize("name", ["cascade_whole", "cascade_chunked", "biquad_whole", "biquad_chunked", "smooth",
                                   "sliding_max", "sliding_min_window1", "moving_average", "moving_average_long_window",
                                   "true_peak_exact", "true_peak_floor", "limiter_pass", "gain_and_loudness_energy",
-                                  "band_compress"])
+                                  "band_compress", "crossover"])
 def test_triton_path_matches_cpu_kernels_float64(errors, name):
     """Forward and every input's gradient, float64."""
     assert errors[name] < 1e-10, f"{name}: relative error {errors[name]}"
@@ -182,7 +189,8 @@ def test_ops_trace_whole_under_torch_compile():
         y = _ops.biquad_cascade_rows(x, coef)
         y = _ops.smooth_rows(y, a, a.flip(0))
         y = _ops.moving_average_rows(_ops.sliding_max_rows(y, 5), 5)
-        return _ops.true_peak_envelope_linked(y.reshape(1, 2, -1), taps, None)
+        y = _ops.crossover_split(y.reshape(1, 2, -1), coef[:1, 0], coef[1:, 1]).sum(dim=(0, 1))
+        return _ops.true_peak_envelope_linked(y[None], taps, None)
 
     taps = torch.tensor(np.sinc(np.arange(-5, 7)[None, :] - np.array([[0.25], [0.5], [0.75]])))
     gen = torch.Generator().manual_seed(0)
