@@ -43,43 +43,46 @@ def _biquad_fwd_row(x, coef, y, r):
 
 
 @njit(**_ROW)
-def _biquad_adjoint_recursion(g, r, a1, a2, v):
-    """v[n] = g[r, n] - a1 v[n+1] - a2 v[n+2], backwards in time: the gradient reaching
-    y[n] of a biquad through its recursion. v: (samples + 2,) float64, v[N] = v[N+1] = 0."""
+def _biquad_adjoint_recursion4(g, r0, nr, coef, v):
+    """v[k, t] = g[r0 + k, t] - a1 v[k, t+1] - a2 v[k, t+2], backwards in time, for the
+    rows r0 .. r0 + nr - 1 (nr <= 4) in one loop: the gradient reaching y[t] of each
+    row's biquad through its recursion. Four independent recursions in flight at once
+    (each alone is latency-bound; four measured 3.7x two on 32 rows); missing lanes
+    repeat the last row. v: (4, samples + 2) float64, v[:, N] = v[:, N+1] = 0."""
     n = g.shape[1]
-    v[n] = 0.0
-    v[n + 1] = 0.0
-    v1 = 0.0
-    v2 = 0.0
+    ra = r0
+    rb = r0 + min(1, nr - 1)
+    rc = r0 + min(2, nr - 1)
+    rd = r0 + min(3, nr - 1)
+    a1 = coef[ra, 3]
+    a2 = coef[ra, 4]
+    b1 = coef[rb, 3]
+    b2 = coef[rb, 4]
+    c1 = coef[rc, 3]
+    c2 = coef[rc, 4]
+    d1 = coef[rd, 3]
+    d2 = coef[rd, 4]
+    for k in range(4):
+        v[k, n] = 0.0
+        v[k, n + 1] = 0.0
+    p1 = p2 = q1 = q2 = s1 = s2 = u1 = u2 = 0.0
     for t in range(n - 1, -1, -1):
-        w = 1.0 * g[r, t] - a1 * v1 - a2 * v2
-        v[t] = w
-        v2 = v1
-        v1 = w
-
-
-@njit(**_ROW)
-def _biquad_adjoint_recursion2(g, r, q, a1, a2, e1, e2, v, w):
-    """:func:`_biquad_adjoint_recursion` for rows r and q in one loop: two independent
-    recursions in flight at once (each is latency-bound alone)."""
-    n = g.shape[1]
-    v[n] = 0.0
-    v[n + 1] = 0.0
-    w[n] = 0.0
-    w[n + 1] = 0.0
-    v1 = 0.0
-    v2 = 0.0
-    w1 = 0.0
-    w2 = 0.0
-    for t in range(n - 1, -1, -1):
-        a = 1.0 * g[r, t] - a1 * v1 - a2 * v2
-        b = 1.0 * g[q, t] - e1 * w1 - e2 * w2
-        v[t] = a
-        w[t] = b
-        v2 = v1
-        v1 = a
-        w2 = w1
-        w1 = b
+        p = 1.0 * g[ra, t] - a1 * p1 - a2 * p2
+        q = 1.0 * g[rb, t] - b1 * q1 - b2 * q2
+        s = 1.0 * g[rc, t] - c1 * s1 - c2 * s2
+        u = 1.0 * g[rd, t] - d1 * u1 - d2 * u2
+        v[0, t] = p
+        v[1, t] = q
+        v[2, t] = s
+        v[3, t] = u
+        p2 = p1
+        p1 = p
+        q2 = q1
+        q1 = q
+        s2 = s1
+        s1 = s
+        u2 = u1
+        u1 = u
 
 
 # reassociation only for the sums below (no recursion): they vectorize; float64 sums of
@@ -165,20 +168,18 @@ def biquad_forward(x, coef, y):
 
 @njit(**_OPTS)
 def biquad_backward(x, y, coef, g, dx, dcoef):
-    """Adjoint of :func:`biquad_forward`; dcoef: (rows, 5) float64. Rows go in pairs: the
-    recursion first (two rows interleaved), then the products, which vectorize."""
+    """Adjoint of :func:`biquad_forward`; dcoef: (rows, 5) float64. Rows go in fours: the
+    recursions first (interleaved), then each row's products, which vectorize. dx may
+    be g itself."""
     rows, n = x.shape
-    for j in prange((rows + 1) // 2):
-        r = 2 * j
-        v = np.empty(n + 2)
-        if r + 1 < rows:
-            q = r + 1
-            w = np.empty(n + 2)
-            _biquad_adjoint_recursion2(g, r, q, coef[r, 3], coef[r, 4], coef[q, 3], coef[q, 4], v, w)
-            _biquad_adjoint_products(w, x, y, q, coef[q, 0], coef[q, 1], coef[q, 2], dx, dcoef)
-        else:
-            _biquad_adjoint_recursion(g, r, coef[r, 3], coef[r, 4], v)
-        _biquad_adjoint_products(v, x, y, r, coef[r, 0], coef[r, 1], coef[r, 2], dx, dcoef)
+    for j in prange((rows + 3) // 4):
+        r0 = 4 * j
+        nr = min(4, rows - r0)
+        v = np.empty((4, n + 2))
+        _biquad_adjoint_recursion4(g, r0, nr, coef, v)
+        for k in range(nr):
+            r = r0 + k
+            _biquad_adjoint_products(v[k], x, y, r, coef[r, 0], coef[r, 1], coef[r, 2], dx, dcoef)
 
 
 @njit(**_OPTS)
@@ -838,40 +839,47 @@ def crossover_train_forward(x, lp_low, lp_high, bands, u_low, u_mid):
 
 
 @njit(**_ROW)
-def _allpole_adjoint2(ga, gb, a1, a2, va, vb, causal):
-    """The all-pole part of a biquad's adjoint for two rows at once (two independent
-    recursions in flight; each alone is latency-bound). Causal filter (run forward in
-    time): v[t] = g[t] - a1 v[t+1] - a2 v[t+2], run backwards, into v[0 .. n-1] with
-    v[n] = v[n+1] = 0. Anti-causal filter (the zero-phase filter's second pass, run
-    backwards in time): v[t] = g[t] - a1 v[t-1] - a2 v[t-2], run forwards, into
-    v[2 .. n+1] with v[0] = v[1] = 0. va, vb: (n + 2,) float64."""
-    n = ga.shape[0]
-    p1 = 0.0
-    p2 = 0.0
-    q1 = 0.0
-    q2 = 0.0
+def _allpole_adjoint4(g, a1, a2, v, causal):
+    """The all-pole part of a biquad's adjoint on four rows at once (four independent
+    recursions in flight, as in :func:`_biquad_adjoint_recursion4`): g (4, samples), the
+    rows' poles a1, a2 (4,), v (4, samples + 2) float64. Causal filter (run forward in
+    time): v[t] = g[t] - a1 v[t+1] - a2 v[t+2], run backwards, into v[:, 0 .. n-1] with
+    v[:, n] = v[:, n+1] = 0. Anti-causal filter (the zero-phase filter's second pass,
+    run backwards in time): v[t] = g[t] - a1 v[t-1] - a2 v[t-2], run forwards, into
+    v[:, 2 .. n+1] with v[:, 0] = v[:, 1] = 0."""
+    n = g.shape[1]
+    a1p, a2p = a1[0], a2[0]
+    a1q, a2q = a1[1], a2[1]
+    a1s, a2s = a1[2], a2[2]
+    a1u, a2u = a1[3], a2[3]
+    p1 = p2 = q1 = q2 = s1 = s2 = u1 = u2 = 0.0
     if causal:
-        va[n] = va[n + 1] = vb[n] = vb[n + 1] = 0.0
-        for t in range(n - 1, -1, -1):
-            p = 1.0 * ga[t] - a1 * p1 - a2 * p2
-            q = 1.0 * gb[t] - a1 * q1 - a2 * q2
-            va[t] = p
-            vb[t] = q
-            p2 = p1
-            p1 = p
-            q2 = q1
-            q1 = q
+        for k in range(4):
+            v[k, n] = 0.0
+            v[k, n + 1] = 0.0
     else:
-        va[0] = va[1] = vb[0] = vb[1] = 0.0
-        for t in range(n):
-            p = 1.0 * ga[t] - a1 * p1 - a2 * p2
-            q = 1.0 * gb[t] - a1 * q1 - a2 * q2
-            va[t + 2] = p
-            vb[t + 2] = q
-            p2 = p1
-            p1 = p
-            q2 = q1
-            q1 = q
+        for k in range(4):
+            v[k, 0] = 0.0
+            v[k, 1] = 0.0
+    o = 0 if causal else 2
+    for i in range(n):
+        t = n - 1 - i if causal else i
+        p = 1.0 * g[0, t] - a1p * p1 - a2p * p2
+        q = 1.0 * g[1, t] - a1q * q1 - a2q * q2
+        s = 1.0 * g[2, t] - a1s * s1 - a2s * s2
+        u = 1.0 * g[3, t] - a1u * u1 - a2u * u2
+        v[0, t + o] = p
+        v[1, t + o] = q
+        v[2, t + o] = s
+        v[3, t + o] = u
+        p2 = p1
+        p1 = p
+        q2 = q1
+        q1 = q
+        s2 = s1
+        s1 = s
+        u2 = u1
+        u1 = u
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -920,21 +928,6 @@ def _adjoint_products(v, xin, yout, dx, coef, dcoef, causal):
     dcoef[4] -= s4
 
 
-@njit(**_ROW)
-def _zero_phase_adjoint2(src, u, out, g, dsrc, coef, v, tmp, dcoef, nc):
-    """Adjoint of the zero-phase filter ``coef`` (u = F src forwards in time, out = F over
-    u backwards in time) on nc (1 or 2) rows at once: src, u, out, g, dsrc (nc,
-    samples); dsrc receives src's gradient (it may be g), dcoef (5,) gains both passes'
-    coefficient gradients. v: (2, samples + 2), tmp: (2, samples) float64 scratch."""
-    r1 = nc - 1  # a mono row runs as its own partner
-    _allpole_adjoint2(g[0], g[r1], coef[3], coef[4], v[0], v[1], False)  # through the backward pass
-    for c in range(nc):
-        _adjoint_products(v[c], u[c], out[c], tmp[c], coef, dcoef, False)  # tmp: u's gradient
-    _allpole_adjoint2(tmp[0], tmp[r1], coef[3], coef[4], v[0], v[1], True)  # through the forward pass
-    for c in range(nc):
-        _adjoint_products(v[c], src[c], u[c], dsrc[c], coef, dcoef, True)
-
-
 @njit(**_OPTS)
 def crossover_backward(x, lp_low, lp_high, bands, u_low, u_mid, gb, dx, dlow, dhigh):
     """Adjoint of :func:`crossover_train_forward` for the bands' gradient gb (batch, 3,
@@ -944,33 +937,77 @@ def crossover_backward(x, lp_low, lp_high, bands, u_low, u_mid, gb, dx, dlow, dh
 
     high = upper - mid and mid = ZP_high(upper) give upper's gradient g_high +
     ZP_high^T(g_mid - g_high); upper = x - low gives low's g_low - g_upper, and x gets
-    g_upper + ZP_low^T(g_low - g_upper). One job per batch item: its channels' recursions
-    run side by side and sum into the item's coefficient gradients without a race."""
+    g_upper + ZP_low^T(g_low - g_upper); each ZP^T is the adjoint of the backward pass
+    (an all-pole recursion forwards in time) then of the forward pass. A job takes two
+    batch items: their four rows' recursions run side by side (lanes past the batch or
+    the channels repeat a real row and are discarded), and each item's channels sum into
+    its coefficient gradients without a race."""
     nb, nc, n = x.shape
-    for b in prange(nb):
-        v = np.empty((2, n + 2))
-        tmp = np.empty((2, n))
-        gu = np.empty((2, n))
-        gl = np.empty((2, n))
-        upper = np.empty((2, n), dtype=x.dtype)
-        dl = np.zeros(5)
-        dh = np.zeros(5)
-        for c in range(nc):
+    for j in prange((nb + 1) // 2):
+        v = np.empty((4, n + 2))
+        tmp = np.empty((4, n))
+        gu = np.empty((4, n))
+        gl = np.empty((4, n))
+        upper = np.empty((4, n), dtype=x.dtype)
+        al1 = np.empty(4)
+        al2 = np.empty(4)
+        ah1 = np.empty(4)
+        ah2 = np.empty(4)
+        dl = np.zeros((3, 5))  # rows 0, 1: the job's items; 2: the discarded lanes
+        dh = np.zeros((3, 5))
+        items = np.empty(4, dtype=np.int64)
+        chans = np.empty(4, dtype=np.int64)
+        slot = np.empty(4, dtype=np.int64)
+        for lane in range(4):
+            i = lane // 2
+            c = lane % 2
+            b = min(2 * j + i, nb - 1)
+            items[lane] = b
+            chans[lane] = min(c, nc - 1)
+            slot[lane] = i if (2 * j + i < nb and c < nc) else 2
+            al1[lane] = lp_low[b, 3]
+            al2[lane] = lp_low[b, 4]
+            ah1[lane] = lp_high[b, 3]
+            ah2[lane] = lp_high[b, 4]
+        for lane in range(4):
+            b = items[lane]
+            c = chans[lane]
             for t in range(n):
-                upper[c, t] = x[b, c, t] - bands[b, 0, c, t]  # the forward's own rounding
-                gl[c, t] = 1.0 * gb[b, 1, c, t] - gb[b, 2, c, t]  # mid's whole gradient
-        _zero_phase_adjoint2(upper, u_mid[b], bands[b, 1], gl, gu, lp_high[b], v, tmp, dh, nc)
-        for c in range(nc):
+                upper[lane, t] = x[b, c, t] - bands[b, 0, c, t]  # the forward's own rounding
+                gl[lane, t] = 1.0 * gb[b, 1, c, t] - gb[b, 2, c, t]  # mid's whole gradient
+        # mid = ZP_high(upper): through its backward pass, then its forward pass
+        _allpole_adjoint4(gl, ah1, ah2, v, False)
+        for lane in range(4):
+            b = items[lane]
+            c = chans[lane]
+            _adjoint_products(v[lane], u_mid[b, c], bands[b, 1, c], tmp[lane], lp_high[b], dh[slot[lane]], False)
+        _allpole_adjoint4(tmp, ah1, ah2, v, True)
+        for lane in range(4):
+            b = items[lane]
+            c = chans[lane]
+            _adjoint_products(v[lane], upper[lane], u_mid[b, c], gu[lane], lp_high[b], dh[slot[lane]], True)
             for t in range(n):
-                gu[c, t] += gb[b, 2, c, t]  # upper's gradient
-                gl[c, t] = 1.0 * gb[b, 0, c, t] - gu[c, t]  # low's
-        _zero_phase_adjoint2(x[b], u_low[b], bands[b, 0], gl, gl, lp_low[b], v, tmp, dl, nc)
-        for c in range(nc):
-            for t in range(n):
-                dx[b, c, t] = gu[c, t] + gl[c, t]
-        for j in range(5):
-            dlow[b, j] = dl[j]
-            dhigh[b, j] = dh[j]
+                gu[lane, t] += gb[b, 2, c, t]  # upper's gradient
+                gl[lane, t] = 1.0 * gb[b, 0, c, t] - gu[lane, t]  # low's
+        # low = ZP_low(x)
+        _allpole_adjoint4(gl, al1, al2, v, False)
+        for lane in range(4):
+            b = items[lane]
+            c = chans[lane]
+            _adjoint_products(v[lane], u_low[b, c], bands[b, 0, c], tmp[lane], lp_low[b], dl[slot[lane]], False)
+        _allpole_adjoint4(tmp, al1, al2, v, True)
+        for lane in range(4):
+            b = items[lane]
+            c = chans[lane]
+            _adjoint_products(v[lane], x[b, c], u_low[b, c], gl[lane], lp_low[b], dl[slot[lane]], True)
+            if slot[lane] < 2:
+                for t in range(n):
+                    dx[b, c, t] = gu[lane, t] + gl[lane, t]
+        for i in range(2):
+            if 2 * j + i < nb:
+                for k in range(5):
+                    dlow[2 * j + i, k] = dl[i, k]
+                    dhigh[2 * j + i, k] = dh[i, k]
 
 
 @njit(**_OPTS)
@@ -1168,3 +1205,95 @@ def width_forward(x, coef, width, out):
             side = w * side
             out[b, 0, t] = mid + side
             out[b, 1, t] = mid - side
+
+
+@njit(**_OPTS)
+def width_train_forward(x, coef, width, out, o, h):
+    """:func:`width_forward` (the same arithmetic, bit-identical output) that also keeps,
+    for the adjoint, the side's output of the first high-pass section o and of the second
+    h (before the width), (batch, samples) in x's dtype."""
+    nb = x.shape[0]
+    n = x.shape[2]
+    for b in prange(nb):
+        b00 = coef[b, 0, 0]
+        b01 = coef[b, 0, 1]
+        b02 = coef[b, 0, 2]
+        a01 = coef[b, 0, 3]
+        a02 = coef[b, 0, 4]
+        b10 = coef[b, 1, 0]
+        b11 = coef[b, 1, 1]
+        b12 = coef[b, 1, 2]
+        a11 = coef[b, 1, 3]
+        a12 = coef[b, 1, 4]
+        w = width[b]
+        s01 = 0.0
+        s02 = 0.0
+        s11 = 0.0
+        s12 = 0.0
+        for t in range(n):
+            left = np.float64(x[b, 0, t])
+            right = np.float64(x[b, 1, t])
+            mid = 0.5 * (left + right)
+            v = 0.5 * (left - right)
+            u = b00 * v + s01
+            s01 = b01 * v - a01 * u + s02
+            s02 = b02 * v - a02 * u
+            side = b10 * u + s11
+            s11 = b11 * u - a11 * side + s12
+            s12 = b12 * u - a12 * side
+            o[b, t] = u
+            h[b, t] = side
+            side = w * side
+            out[b, 0, t] = mid + side
+            out[b, 1, t] = mid - side
+
+
+@njit(**_OPTS)
+def width_backward(x, coef, width, o, h, g, dx, dcoef, dwidth):
+    """Adjoint of :func:`width_train_forward` for the output gradient g (batch, 2,
+    samples): dx like x; dcoef (batch, 2, 5) and dwidth (batch,) float64. With
+    gm = g_L + g_R and gs = g_L - g_R: the width gets sum(h gs), the side w gs goes back
+    through both sections, and L, R get (gm +- g_side) / 2. A job takes four items, their
+    recursions side by side (lanes past the batch repeat the last item, discarded)."""
+    nb = x.shape[0]
+    n = x.shape[2]
+    for j in prange((nb + 3) // 4):
+        v = np.empty((4, n + 2))
+        gh = np.empty((4, n))
+        gu = np.empty((4, n))
+        side = np.empty((4, n))
+        a1 = np.empty(4)
+        a2 = np.empty(4)
+        dc = np.zeros((4, 2, 5))
+        for lane in range(4):
+            b = min(4 * j + lane, nb - 1)
+            w = width[b]
+            dw = 0.0
+            for t in range(n):
+                d = 1.0 * g[b, 0, t] - g[b, 1, t]
+                dw += h[b, t] * d
+                gh[lane, t] = w * d
+                side[lane, t] = 0.5 * (np.float64(x[b, 0, t]) - np.float64(x[b, 1, t]))
+            if 4 * j + lane < nb:
+                dwidth[b] = dw
+            a1[lane] = coef[b, 1, 3]
+            a2[lane] = coef[b, 1, 4]
+        _allpole_adjoint4(gh, a1, a2, v, True)
+        for lane in range(4):
+            b = min(4 * j + lane, nb - 1)
+            _adjoint_products(v[lane], o[b], h[b], gu[lane], coef[b, 1], dc[lane, 1], True)
+            a1[lane] = coef[b, 0, 3]
+            a2[lane] = coef[b, 0, 4]
+        _allpole_adjoint4(gu, a1, a2, v, True)
+        for lane in range(4):
+            b = 4 * j + lane
+            if b >= nb:
+                break
+            _adjoint_products(v[lane], side[lane], o[b], gh[lane], coef[b, 0], dc[lane, 0], True)  # the side's gradient
+            for k in range(2):
+                for m in range(5):
+                    dcoef[b, k, m] = dc[lane, k, m]
+            for t in range(n):
+                gm = 1.0 * g[b, 0, t] + g[b, 1, t]
+                dx[b, 0, t] = 0.5 * (gm + gh[lane, t])
+                dx[b, 1, t] = 0.5 * (gm - gh[lane, t])

@@ -702,6 +702,75 @@ def width_pass(x: Tensor, coef: Tensor, width: Tensor) -> Tensor:
         return out
 
 
+# ------------------------------------------------------------ stereo width, differentiable
+def _width_cpu(x: Tensor, coef: Tensor, width: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    o = torch.empty(x.shape[0], x.shape[2], dtype=x.dtype)
+    h = torch.empty_like(o)
+    _cpu().width_train_forward(_np(x), _np(_f64(coef)), _np(_f64(width)), _np(out), _np(o), _np(h))
+    return out, o, h
+
+
+def _width_fake(x, coef, width):
+    return torch.empty_like(x), x.new_empty(x.shape[0], x.shape[2]), x.new_empty(x.shape[0], x.shape[2])
+
+
+def _width_bwd_cpu(x: Tensor, coef: Tensor, width: Tensor, o: Tensor, h: Tensor, g: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    x = x.contiguous()
+    dx = torch.empty_like(x)
+    dcoef = torch.empty(x.shape[0], 2, 5, dtype=torch.float64)
+    dwidth = torch.empty(x.shape[0], dtype=torch.float64)
+    _cpu().width_backward(_np(x), _np(_f64(coef)), _np(_f64(width)), _np(o.contiguous()), _np(h.contiguous()),
+                          _np(g.contiguous()), _np(dx), dcoef.numpy(), dwidth.numpy())
+    return dx, dcoef, dwidth
+
+
+def _width_bwd_schema(x: Tensor, coef: Tensor, width: Tensor, o: Tensor, h: Tensor, g: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+    raise _no_kernel("stereo_width_backward")
+
+
+_width_bwd = _op("stereo_width_backward", _width_bwd_schema, _width_bwd_cpu,
+                 lambda *a: _tk().stereo_width_backward(*a),
+                 lambda x, coef, width, o, h, g: (torch.empty_like(x), coef.new_empty(coef.shape, dtype=torch.float64),
+                                                  width.new_empty(width.shape, dtype=torch.float64)))
+
+
+def _width_setup(ctx, inputs, output):
+    x, coef, width = inputs
+    out, o, h = output
+    ctx.mark_non_differentiable(o, h)
+    ctx.set_materialize_grads(False)
+    ctx.dtypes = (coef.dtype, width.dtype)
+    ctx.save_for_backward(x, coef, width, o, h)
+
+
+def _width_backward(ctx, g, go, gh):
+    if g is None:
+        return None, None, None
+    x, coef, width, o, h = ctx.saved_tensors
+    dx, dcoef, dwidth = _width_bwd(x, coef, width, o, h, g.to(x.dtype))
+    return dx, dcoef.to(ctx.dtypes[0]), dwidth.to(ctx.dtypes[1])
+
+
+def _width_schema(x: Tensor, coef: Tensor, width: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    raise _no_kernel("stereo_width")
+
+
+_width = _op("stereo_width", _width_schema, _width_cpu, lambda *a: _tk().stereo_width(*a), _width_fake,
+             (_width_backward, _width_setup))
+
+
+def stereo_width_op(x: Tensor, coef: Tensor, width: Tensor) -> Tensor:
+    """Mid/side width as one differentiable op (dsp/width.py): x (batch, 2, samples); coef
+    (batch, 2, 5) the side's high-pass sections; width (batch,) -> like x. Differentiable
+    in all three; on CPU the inference pass's arithmetic forward and one compiled adjoint
+    pass per item backward."""
+    return _width(_compute_dtype(x), coef, width)[0]
+
+
 # ----------------------------------------------------------------- device self-check
 _CHECKED: dict[str, str | None] = {}
 

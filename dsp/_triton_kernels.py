@@ -520,6 +520,32 @@ def crossover_backward(x, lp_low, lp_high, bands, u_low, u_mid, gb):
     return (g_upper + d_x).reshape(b, c, n), dlow, dhigh
 
 
+def stereo_width(x: torch.Tensor, coef: torch.Tensor, width: torch.Tensor):
+    """Torch-op version of the CPU stereo_width op (dsp/_ops.py): (out, o, h), o and h
+    (batch, samples) the side after the first and the second high-pass section."""
+    c = coef.to(torch.float64)
+    side = 0.5 * (x[:, 0].double() - x[:, 1].double())
+    o = biquad(side, c[:, 0].contiguous(), torch.float64)
+    h = biquad(o, c[:, 1].contiguous(), torch.float64)
+    mid = 0.5 * (x[:, 0].double() + x[:, 1].double())
+    s = width.to(torch.float64)[:, None] * h
+    out = torch.stack([mid + s, mid - s], dim=1).to(x.dtype)
+    return out, o.to(x.dtype), h.to(x.dtype)
+
+
+def stereo_width_backward(x, coef, width, o, h, g):
+    """Torch-op version of dsp._cpu_kernels.width_backward: (dx, dcoef (batch, 2, 5),
+    dwidth (batch,) float64)."""
+    gs = g[:, 0].double() - g[:, 1].double()
+    dwidth = (h.double() * gs).sum(dim=-1)
+    side = 0.5 * (x[:, 0].double() - x[:, 1].double())
+    c = coef.to(torch.float64).contiguous()
+    g_side, dc = biquad_cascade_backward(side, c, h.double(), o.double()[None], width.double()[:, None] * gs)
+    gm = g[:, 0].double() + g[:, 1].double()
+    dx = torch.stack([0.5 * (gm + g_side), 0.5 * (gm - g_side)], dim=1).to(x.dtype)
+    return dx, dc, dwidth
+
+
 def band_compress(bands, thr, slope, alpha, knee, a_rms, floor, smooth_fn):
     """Torch-op version of the CPU band_compress op (dsp/_ops.py): returns (y (batch,
     channels, samples), gain_db, power + floor, log10(power + floor) (batch, K, samples))."""

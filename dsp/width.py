@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from dsp._ops import fused_cpu_ok, width_pass
+from dsp._ops import fused_cpu_ok, stereo_width_op, width_pass
 from dsp.biquad import apply_biquad_cascade, highpass_or_identity
 from dsp.crossover import BUTTERWORTH_Q
 from dsp.processor import Processor
@@ -42,6 +42,8 @@ def stereo_width(x: torch.Tensor, width: torch.Tensor, mono_below_hz: torch.Tens
         return x  # the identity setting, exactly (M/S and back would round)
     if not recording and mono_below_hz is not None and fused_cpu_ok(x):
         return width_pass(x, _lr4_highpass(mono_below_hz, sample_rate), width)
+    if mono_below_hz is not None:  # the composition below as one op with its own adjoint (dsp._ops)
+        return stereo_width_op(x, _lr4_highpass(mono_below_hz, sample_rate), width)
     mid = 0.5 * (x[:, 0] + x[:, 1])
     side = 0.5 * (x[:, 0] - x[:, 1])
     if mono_below_hz is not None:

@@ -284,7 +284,7 @@ def test_gradcheck_biquad_cascade_rows_seven_sections():
 @pytest.mark.parametrize("r, n, ns", [(1, 1, 3), (2, 1, 3), (3, 2, 3), (4, 3, 3), (5, 257, 3), (16, 4096, 3),
                                        (3, 5, 7), (2, 300, 4), (3, 300, 7), (2, 300, 8)])
 def test_biquad_cascade_gradient_matches_a_numpy_adjoint(r, n, ns):
-    """The backward kernel (rows in pairs, odd counts, signals shorter than the filter's
+    """The backward kernel (rows in fours, any count, signals shorter than the filter's
     memory) against the adjoint written out in numpy, float32 audio as in training:
     v[t] = g[t] - a1 v[t+1] - a2 v[t+2], dx = b * v shifted, db_k = v . x[t-k],
     da_k = -v . y[t-k], section by section from the last. 4-8 sections go through the

@@ -389,3 +389,36 @@ def test_width_inference_pass_equals_the_differentiable_path():
         fused = stereo_width(x, width, fc, FS)
     graph = stereo_width(x.clone().requires_grad_(True), width, fc, FS).detach()
     torch.testing.assert_close(fused, graph, rtol=0, atol=3e-7)
+
+
+@pytest.mark.parametrize(("dtype", "tol", "items"), [(torch.float64, 1e-10, 2), (torch.float32, 1e-4, 2),
+                                                    (torch.float64, 1e-10, 6)])
+def test_width_op_gradient_equals_autograd_through_the_composition(dtype, tol, items):
+    """With autograd recording, width with mono bass is one op with its own adjoint
+    (dsp._ops.stereo_width_op). Its output and the gradients of the audio, the width and
+    the mono-bass frequency equal autograd through mid/side, the side's two high-pass
+    sections as biquad ops, the width and L/R written out here (one item at 0 Hz, where
+    the high-pass is the identity; the kernel takes items in fours)."""
+    from dsp.biquad import apply_biquad_cascade
+    from dsp.width import _lr4_highpass
+
+    x0 = noise(batch=items, n=6000, seed=9).to(dtype)
+    w0 = torch.tensor([1.35, 0.7, 1.1, 0.5, 1.5, 0.9], dtype=dtype)[:items]
+    f0 = torch.tensor([140.0, 0.0, 60.0, 220.0, 30.0, 100.0], dtype=torch.float64)[:items]
+    gw = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4), dtype=dtype)
+
+    def run(op: bool):
+        x, w, f = x0.clone().requires_grad_(True), w0.clone().requires_grad_(True), f0.clone().requires_grad_(True)
+        if op:
+            y = stereo_width(x, w, f, FS)
+        else:
+            mid, side = 0.5 * (x[:, 0] + x[:, 1]), 0.5 * (x[:, 0] - x[:, 1])
+            side = apply_biquad_cascade(side[:, None], _lr4_highpass(f, FS))[:, 0] * w[:, None]
+            y = torch.stack([mid + side, mid - side], dim=1)
+        return [y.detach()] + list(torch.autograd.grad((y * gw).sum(), [x, w, f]))
+
+    got, want = run(True), run(False)
+    for name, a, b in zip(["out", "audio", "width", "mono_below_hz"], got, want):
+        scale = float(b.abs().max())
+        assert scale > 0.0, name
+        assert float((a - b).abs().max()) <= tol * scale, (name, float((a - b).abs().max()), scale)

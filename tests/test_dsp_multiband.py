@@ -343,21 +343,24 @@ def test_fused_gradient_equals_autograd_through_the_composition(make_music):
         assert float((a - b).abs().max()) <= 1e-9 * scale, name
 
 
-@pytest.mark.parametrize(("dtype", "n", "tol"), [(torch.float64, 9000, 1e-9), (torch.float64, 5, 1e-9),
-                                                 (torch.float32, 9000, 2e-4)])
-def test_split_op_gradient_equals_autograd_through_the_composition(make_music, dtype, n, tol):
+@pytest.mark.parametrize(("dtype", "n", "tol", "items", "channels"),
+                         [(torch.float64, 9000, 1e-9, 2, 2), (torch.float64, 5, 1e-9, 2, 2),
+                          (torch.float32, 9000, 2e-4, 2, 2), (torch.float64, 3000, 1e-9, 3, 1),
+                          (torch.float64, 3000, 1e-9, 3, 2)])
+def test_split_op_gradient_equals_autograd_through_the_composition(make_music, dtype, n, tol, items, channels):
     """split_bands is one op with a hand-written adjoint (dsp._ops.crossover_split). Its
     bands and the gradients of the audio and of both crossover frequencies equal autograd
     through the composition written with the biquad ops (forward pass, flipped backward
-    pass; those ops are checked against scipy's sosfilt and a numpy adjoint), for two
-    items with different crossovers and each band weighted differently."""
+    pass; those ops are checked against scipy's sosfilt and a numpy adjoint), for items
+    with different crossovers and each band weighted differently (the kernel takes items
+    in pairs: odd batches and mono too)."""
     from dsp.crossover import lr_lowpass
 
     x = torch.from_numpy(make_music(FS, 0.3, seed=11)[:, :n]).to(dtype)
-    x = torch.stack([x, 0.5 * x.flip(-1)])
-    low0 = torch.tensor([90.0, 240.0], dtype=torch.float64)
-    high0 = torch.tensor([1800.0, 5200.0], dtype=torch.float64)
-    w = torch.randn(2, 3, 2, x.shape[-1], generator=torch.Generator().manual_seed(5), dtype=dtype)
+    x = torch.stack([x, 0.5 * x.flip(-1), -0.8 * x.roll(n // 3, -1)])[:items, :channels]
+    low0 = torch.tensor([90.0, 240.0, 400.0], dtype=torch.float64)[:items]
+    high0 = torch.tensor([1800.0, 5200.0, 3000.0], dtype=torch.float64)[:items]
+    w = torch.randn(items, 3, channels, x.shape[-1], generator=torch.Generator().manual_seed(5), dtype=dtype)
 
     def run(op: bool):
         xt = x.clone().requires_grad_(True)

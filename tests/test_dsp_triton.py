@@ -135,6 +135,10 @@ xs3 = torch.randn(2, 2, 300, generator=gen, dtype=torch.float64, requires_grad=T
 lo = lr_lowpass_coefficients(torch.tensor([900.0, 2500.0], dtype=torch.float64), 16000).requires_grad_(True)
 hi = lr_lowpass_coefficients(torch.tensor([3000.0, 5000.0], dtype=torch.float64), 16000).requires_grad_(True)
 compare("crossover", _ops.crossover_split, xs3, lo, hi)
+# stereo width with mono bass: output and the gradients of the audio, the side's high-pass and the width
+from dsp.width import _lr4_highpass
+hp = _lr4_highpass(torch.tensor([400.0, 0.0], dtype=torch.float64), 16000).requires_grad_(True)
+compare("stereo_width", _ops.stereo_width_op, xs3, hp, torch.tensor([1.3, 0.6], dtype=torch.float64, requires_grad=True))
 print("RESULT " + json.dumps(out))
 """
 
@@ -162,7 +166,7 @@ def test_cascade_matches_scipy(errors, label):
 @pytest.mark.parametrize("name", ["cascade_whole", "cascade_chunked", "biquad_whole", "biquad_chunked", "smooth",
                                   "sliding_max", "sliding_min_window1", "moving_average", "moving_average_long_window",
                                   "true_peak_exact", "true_peak_floor", "limiter_pass", "gain_and_loudness_energy",
-                                  "band_compress", "crossover"])
+                                  "band_compress", "crossover", "stereo_width"])
 def test_triton_path_matches_cpu_kernels_float64(errors, name):
     """Forward and every input's gradient, float64."""
     assert errors[name] < 1e-10, f"{name}: relative error {errors[name]}"
