@@ -15,7 +15,6 @@ CPU tensors to them (tests/test_dsp_triton.py).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 
 import numpy as np
@@ -506,9 +505,9 @@ def crossover_split(x: Tensor, lp_low: Tensor, lp_high: Tensor) -> Tensor:
 
 # ------------------------------------------------- multiband gain computer + application
 def _bandcomp_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
-                  floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The inference kernels (as in :func:`multiband_pass`), keeping the floored power and
-    its log10 for the backward pass."""
+                  floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The inference kernels (as in :func:`multiband_pass`), keeping the floored power, its
+    log10 and the linear gains for the backward pass."""
     bands = bands.contiguous()
     b, k, c, n = bands.shape
     power = torch.empty(b, k, n, dtype=bands.dtype)
@@ -520,40 +519,40 @@ def _bandcomp_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee
                              _np(_f64(alpha[:, 1])), _np(gain_db), _np(gain_lin))
     y = torch.empty(b, c, n, dtype=bands.dtype)
     _cpu().apply_band_gains_forward(_np(bands), _np(gain_lin.exp_()), _np(y))
-    return y, gain_db, power, log_power
+    return y, gain_db, power, log_power, gain_lin
 
 
 def _bandcomp_fake(bands, thr, slope, alpha, knee, a_rms, floor):
     b, k, c, n = bands.shape
-    return bands.new_empty(b, c, n), bands.new_empty(b, k, n), bands.new_empty(b, k, n), bands.new_empty(b, k, n)
+    return (bands.new_empty(b, c, n), bands.new_empty(b, k, n), bands.new_empty(b, k, n), bands.new_empty(b, k, n),
+            bands.new_empty(b, k, n))
 
 
 def _bandcomp_bwd_cpu(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
-                      floor: float, power: Tensor, log_power: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
-                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                      floor: float, power: Tensor, log_power: Tensor, gain_db: Tensor, gain_lin: Tensor, gy: Tensor,
+                      gg: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     bands = bands.contiguous()
     b, k, c, n = bands.shape
     dbands = torch.empty_like(bands)
     dthr = torch.empty(b, k, dtype=torch.float64)
     dslope = torch.empty(b, k, dtype=torch.float64)
     dalpha = torch.empty(b, k, 2, dtype=torch.float64)
-    gain_lin = torch.exp(gain_db * (math.log(10.0) / 20.0))
     _cpu().band_compress_backward(_np(bands), _np(log_power.contiguous()), _np(power.contiguous()), _np(gain_db.contiguous()),
-                                  _np(gain_lin), _np(_f64(thr)), _np(_f64(slope)), float(knee), float(a_rms),
+                                  _np(gain_lin.contiguous()), _np(_f64(thr)), _np(_f64(slope)), float(knee), float(a_rms),
                                   _np(_f64(alpha)), _np(gy.contiguous()), _np(gg.contiguous()),
                                   _np(dbands), dthr.numpy(), dslope.numpy(), dalpha.numpy())
     return dbands, dthr, dslope, dalpha
 
 
-def _bandcomp_bwd_fake(bands, thr, slope, alpha, knee, a_rms, floor, power, log_power, gain_db, gy, gg):
+def _bandcomp_bwd_fake(bands, thr, slope, alpha, knee, a_rms, floor, power, log_power, gain_db, gain_lin, gy, gg):
     b, k = thr.shape
     f64 = dict(dtype=torch.float64)
     return torch.empty_like(bands), thr.new_empty(b, k, **f64), thr.new_empty(b, k, **f64), thr.new_empty(b, k, 2, **f64)
 
 
 def _bandcomp_bwd_schema(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
-                         floor: float, power: Tensor, log_power: Tensor, gain_db: Tensor, gy: Tensor, gg: Tensor
-                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                         floor: float, power: Tensor, log_power: Tensor, gain_db: Tensor, gain_lin: Tensor,
+                         gy: Tensor, gg: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     raise _no_kernel("band_compress_backward")
 
 
@@ -563,27 +562,27 @@ _bandcomp_bwd = _op("band_compress_backward", _bandcomp_bwd_schema, _bandcomp_bw
 
 def _bandcomp_setup(ctx, inputs, output):
     bands, thr, slope, alpha, knee, a_rms, floor = inputs
-    y, gain_db, power, log_power = output
-    ctx.mark_non_differentiable(power, log_power)
+    y, gain_db, power, log_power, gain_lin = output
+    ctx.mark_non_differentiable(power, log_power, gain_lin)
     ctx.consts = (knee, a_rms, floor)
     ctx.dtypes = (thr.dtype, slope.dtype, alpha.dtype)
-    ctx.save_for_backward(bands, thr, slope, alpha, power, log_power, gain_db)
+    ctx.save_for_backward(bands, thr, slope, alpha, power, log_power, gain_db, gain_lin)
 
 
-def _bandcomp_backward(ctx, gy, ggain, gpower, glog):
-    bands, thr, slope, alpha, power, log_power, gain_db = ctx.saved_tensors
+def _bandcomp_backward(ctx, gy, ggain, gpower, glog, glin):
+    bands, thr, slope, alpha, power, log_power, gain_db, gain_lin = ctx.saved_tensors
     if gy is None:
         gy = bands.new_zeros(bands.shape[0], bands.shape[2], bands.shape[3])
     if ggain is None:
         ggain = torch.zeros_like(gain_db)
     dbands, dthr, dslope, dalpha = _bandcomp_bwd(bands, thr, slope, alpha, *ctx.consts, power, log_power, gain_db,
-                                                 gy.to(bands.dtype), ggain.to(bands.dtype))
+                                                 gain_lin, gy.to(bands.dtype), ggain.to(bands.dtype))
     return (dbands, dthr.to(ctx.dtypes[0]), dslope.to(ctx.dtypes[1]), dalpha.sum(dim=1).to(ctx.dtypes[2]),
             None, None, None)
 
 
 def _bandcomp_schema(bands: Tensor, thr: Tensor, slope: Tensor, alpha: Tensor, knee: float, a_rms: float,
-                     floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                     floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     raise _no_kernel("band_compress")
 
 
@@ -603,7 +602,7 @@ def band_compress(bands: Tensor, threshold_db: Tensor, slope: Tensor, alpha: Ten
     one compiled pass each way replaces the two dozen full-size intermediate tensors of
     the composition :func:`dsp.multiband.band_gain_db` / :func:`~dsp.multiband.apply_band_gains`.
     """
-    y, gain_db, _, _ = _bandcomp(_compute_dtype(bands), threshold_db, slope, alpha, float(knee_db), float(a_rms),
+    y, gain_db, _, _, _ = _bandcomp(_compute_dtype(bands), threshold_db, slope, alpha, float(knee_db), float(a_rms),
                                  float(power_floor))
     return y, gain_db
 

@@ -548,7 +548,8 @@ def stereo_width_backward(x, coef, width, o, h, g):
 
 def band_compress(bands, thr, slope, alpha, knee, a_rms, floor, smooth_fn):
     """Torch-op version of the CPU band_compress op (dsp/_ops.py): returns (y (batch,
-    channels, samples), gain_db, power + floor, log10(power + floor) (batch, K, samples))."""
+    channels, samples), gain_db, power + floor, log10(power + floor), the linear gains
+    (batch, K, samples))."""
     b, k, c, n = bands.shape
     pm = (bands * bands).mean(dim=2).reshape(b * k, n)
     a = torch.full((b * k,), a_rms, dtype=torch.float64, device=bands.device)
@@ -558,16 +559,16 @@ def band_compress(bands, thr, slope, alpha, knee, a_rms, floor, smooth_fn):
     rel = alpha[:, 0].repeat_interleave(k)
     att = alpha[:, 1].repeat_interleave(k)
     gain_db = smooth_fn(gs.reshape(b * k, n), rel, att).reshape(b, k, n)
-    y = (bands * torch.pow(10.0, gain_db / 20.0)[:, :, None, :]).sum(dim=1)
-    return y, gain_db, power, log_power
+    glin = torch.pow(10.0, gain_db / 20.0)
+    y = (bands * glin[:, :, None, :]).sum(dim=1)
+    return y, gain_db, power, log_power, glin
 
 
-def band_compress_backward(bands, thr, slope, alpha, knee, a_rms, floor, power, log_power, gain_db, gy, gg,
+def band_compress_backward(bands, thr, slope, alpha, knee, a_rms, floor, power, log_power, gain_db, glin, gy, gg,
                            smooth_bwd_fn):
     """Torch-op version of dsp._cpu_kernels.band_compress_backward: returns (dbands,
     dthr, dslope (batch, K), dalpha (batch, K, 2) float64)."""
     b, k, c, n = bands.shape
-    glin = torch.pow(10.0, gain_db / 20.0)
     dg = (_LN10 / 20.0) * glin * (gy[:, None] * bands).sum(dim=2) + gg
     gs, d_level, d_sl = _static_curve(10.0 * log_power, thr, slope, knee, derivatives=True)
     rows_alpha = torch.stack([alpha[:, 0].repeat_interleave(k), alpha[:, 1].repeat_interleave(k)], dim=-1)
