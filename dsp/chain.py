@@ -111,7 +111,8 @@ class MasteringChain(nn.Module):
                 target_lufs: float | torch.Tensor | None = None, reference_lufs: float | torch.Tensor | None = None
                 ) -> torch.Tensor:
         """Render x (batch, channels, samples) with p (batch, num_params) -> same shape as x."""
-        return self.render(x, p, ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs, reference_lufs=reference_lufs)[0]
+        return self.render(x, p, ceiling_dbtp=ceiling_dbtp, target_lufs=target_lufs, reference_lufs=reference_lufs,
+                           measure_output=False)[0]  # the traces are dropped: no output loudness to measure
 
     def render(self, x: torch.Tensor, p: torch.Tensor, ceiling_dbtp: float | torch.Tensor | None = -1.0,
                target_lufs: float | torch.Tensor | None = None, measure_output: bool = True,
