@@ -790,7 +790,10 @@ def device_problem(device: torch.device | str) -> str | None:
     return _CHECKED[key]
 
 
-def _self_check(dev: torch.device) -> str | None:
+def _self_check(dev: torch.device, device_context=contextlib.nullcontext) -> str | None:
+    """Each op forward and backward on a small input, on the CPU kernels and on ``dev``
+    (inside ``device_context()``: the tests pass :func:`triton_on_cpu` to run the CUDA
+    implementations in Triton's interpreter); the reason they differ, or None."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 2, 600, generator=gen, dtype=torch.float64)
     coef = torch.tensor([[[0.2, 0.4, 0.2, -0.6, 0.25], [1.0, -1.9, 0.95, -1.85, 0.9]]] * 4, dtype=torch.float64)
@@ -798,18 +801,24 @@ def _self_check(dev: torch.device) -> str | None:
     a = torch.tensor([0.9, 0.5, 0.99, 0.1], dtype=torch.float64)
 
     def run(d: torch.device) -> list[Tensor]:
-        xd = x.to(d).requires_grad_(True)
-        cd = coef.to(d).requires_grad_(True)
+        xd = x.to(d, copy=True).requires_grad_(True)  # fresh leaves per run (also when d is the CPU)
+        cd = coef.to(d, copy=True).requires_grad_(True)
         rows = xd.reshape(4, 600)
         outs = [biquad_cascade_rows(rows, cd), smooth_rows(rows, a.to(d), a.flip(0).to(d)),
                 sliding_max_rows(rows, 9), moving_average_rows(rows, 9),
-                true_peak_envelope_linked(xd, taps.to(d), None)]
+                true_peak_envelope_linked(xd, taps.to(d), None),
+                crossover_split(xd, cd[:2, 0], cd[2:, 0]).reshape(2, -1),
+                stereo_width_op(xd, cd[:2], a[:2].to(d) + 0.5)]
         loss = sum((o * torch.linspace(-1, 1, o.shape[-1], dtype=o.dtype, device=d)).sum() for o in outs)
         loss.backward()
         return [o.detach().cpu() for o in outs] + [xd.grad.cpu(), cd.grad.cpu()]
 
-    names = ["biquad_cascade", "smooth", "sliding_max", "moving_average", "true_peak", "grad_x", "grad_coef"]
-    for name, want, got in zip(names, run(torch.device("cpu")), run(dev)):
+    names = ["biquad_cascade", "smooth", "sliding_max", "moving_average", "true_peak", "crossover", "stereo_width",
+             "grad_x", "grad_coef"]
+    want_all = run(torch.device("cpu"))
+    with device_context():
+        got_all = run(dev)
+    for name, want, got in zip(names, want_all, got_all):
         err = float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
         if not err < 1e-6:
             return f"self-check of {name} on {dev} differs from the CPU kernels (relative error {err:.2g})"

@@ -81,11 +81,21 @@ def test_ops_parity():
     coef = torch.tensor([[0.9, -1.2, 0.5, -1.1, 0.4]] * 4, dtype=torch.float64)
     a_rise = torch.tensor([0.9, 0.99, 0.5, 0.7], dtype=torch.float64)
     a_fall = torch.tensor([0.1, 0.0, 0.3, 0.6], dtype=torch.float64)
+    from dsp.crossover import lr_lowpass_coefficients
+    from dsp.width import _lr4_highpass
+
+    split_lo = lr_lowpass_coefficients(torch.tensor([200.0, 900.0], dtype=torch.float64), 44100)
+    split_hi = lr_lowpass_coefficients(torch.tensor([3000.0, 6000.0], dtype=torch.float64), 44100)
+    side_hp = _lr4_highpass(torch.tensor([120.0, 0.0], dtype=torch.float64), 44100)
+    width = torch.tensor([1.3, 0.7], dtype=torch.float64)
     cases = [
         lambda x, dev: _ops.biquad_rows(x, coef.to(dev)),
         lambda x, dev: _ops.smooth_rows(x, a_rise.to(dev), a_fall.to(dev)),
         lambda x, dev: _ops.sliding_min_rows(x, 37),
         lambda x, dev: _ops.moving_average_rows(x, 37),
+        # the training path's three-band split and width ops, on the rows as (2, 2, n) stereo
+        lambda x, dev: _ops.crossover_split(x.reshape(2, 2, -1), split_lo.to(dev), split_hi.to(dev)),
+        lambda x, dev: _ops.stereo_width_op(x.reshape(2, 2, -1), side_hp.to(dev), width.to(dev)),
     ]
     for fn in cases:
         xc = x.clone().requires_grad_(True)

@@ -139,6 +139,8 @@ compare("crossover", _ops.crossover_split, xs3, lo, hi)
 from dsp.width import _lr4_highpass
 hp = _lr4_highpass(torch.tensor([400.0, 0.0], dtype=torch.float64), 16000).requires_grad_(True)
 compare("stereo_width", _ops.stereo_width_op, xs3, hp, torch.tensor([1.3, 0.6], dtype=torch.float64, requires_grad=True))
+# the device self-check (--device auto) passes when its device side runs the CUDA implementations
+out["self_check"] = _ops._self_check(torch.device("cpu"), _ops.triton_on_cpu)
 print("RESULT " + json.dumps(out))
 """
 
@@ -174,6 +176,10 @@ def test_triton_path_matches_cpu_kernels_float64(errors, name):
 
 def test_triton_path_matches_cpu_kernels_float32(errors):
     assert errors["smooth_float32"] < 1e-6
+
+
+def test_device_self_check_passes_on_the_cuda_implementations(errors):
+    assert errors["self_check"] is None
 
 
 def test_floor_is_honoured(errors):
