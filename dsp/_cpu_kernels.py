@@ -43,78 +43,6 @@ def _biquad_fwd_row(x, coef, y, r):
 
 
 @njit(**_ROW)
-def _biquad_adjoint_recursion4(g, r0, nr, coef, v):
-    """v[k, t] = g[r0 + k, t] - a1 v[k, t+1] - a2 v[k, t+2], backwards in time, for the
-    rows r0 .. r0 + nr - 1 (nr <= 4) in one loop: the gradient reaching y[t] of each
-    row's biquad through its recursion. Four independent recursions in flight at once
-    (each alone is latency-bound; four measured 3.7x two on 32 rows); missing lanes
-    repeat the last row. v: (4, samples + 2) float64, v[:, N] = v[:, N+1] = 0."""
-    n = g.shape[1]
-    ra = r0
-    rb = r0 + min(1, nr - 1)
-    rc = r0 + min(2, nr - 1)
-    rd = r0 + min(3, nr - 1)
-    a1 = coef[ra, 3]
-    a2 = coef[ra, 4]
-    b1 = coef[rb, 3]
-    b2 = coef[rb, 4]
-    c1 = coef[rc, 3]
-    c2 = coef[rc, 4]
-    d1 = coef[rd, 3]
-    d2 = coef[rd, 4]
-    for k in range(4):
-        v[k, n] = 0.0
-        v[k, n + 1] = 0.0
-    p1 = p2 = q1 = q2 = s1 = s2 = u1 = u2 = 0.0
-    for t in range(n - 1, -1, -1):
-        p = 1.0 * g[ra, t] - a1 * p1 - a2 * p2
-        q = 1.0 * g[rb, t] - b1 * q1 - b2 * q2
-        s = 1.0 * g[rc, t] - c1 * s1 - c2 * s2
-        u = 1.0 * g[rd, t] - d1 * u1 - d2 * u2
-        v[0, t] = p
-        v[1, t] = q
-        v[2, t] = s
-        v[3, t] = u
-        p2 = p1
-        p1 = p
-        q2 = q1
-        q1 = q
-        s2 = s1
-        s1 = s
-        u2 = u1
-        u1 = u
-
-
-# reassociation only for the sums below (no recursion): they vectorize; float64 sums of
-# float32 products, reordered, differ from the sequential sum by ~1e-14 relative
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _biquad_adjoint_products(v, x, y, r, b0, b1, b2, dx, dcoef):
-    """dx[r, n] = b0 v[n] + b1 v[n+1] + b2 v[n+2]; db_k = sum v[n] x[n-k] (k = 0..2) and
-    da_k = -sum v[n] y[n-k] (k = 1, 2) into dcoef[r] = (db0, db1, db2, da1, da2)."""
-    n = x.shape[1]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    s4 = 0.0
-    for t in range(n):
-        s0 += v[t] * x[r, t]
-    for t in range(1, n):
-        s1 += v[t] * x[r, t - 1]
-        s3 += v[t] * y[r, t - 1]
-    for t in range(2, n):
-        s2 += v[t] * x[r, t - 2]
-        s4 += v[t] * y[r, t - 2]
-    for t in range(n):
-        dx[r, t] = b0 * v[t] + b1 * v[t + 1] + b2 * v[t + 2]
-    dcoef[r, 0] = s0
-    dcoef[r, 1] = s1
-    dcoef[r, 2] = s2
-    dcoef[r, 3] = -s3
-    dcoef[r, 4] = -s4
-
-
-@njit(**_ROW)
 def _smoother_fwd_row(x, alpha, y, r):
     """Branching one-pole: y[0] = x[0]; y[n] = a y[n-1] + (1 - a) x[n], with
     a = alpha[r, 0] while the input is above the state, alpha[r, 1] otherwise."""
@@ -169,17 +97,27 @@ def biquad_forward(x, coef, y):
 @njit(**_OPTS)
 def biquad_backward(x, y, coef, g, dx, dcoef):
     """Adjoint of :func:`biquad_forward`; dcoef: (rows, 5) float64. Rows go in fours: the
-    recursions first (interleaved), then each row's products, which vectorize. dx may
-    be g itself."""
+    recursions side by side (:func:`_allpole_adjoint4`; lanes past the last row repeat
+    it), then each row's products, which vectorize. dx may be g itself."""
     rows, n = x.shape
     for j in prange((rows + 3) // 4):
         r0 = 4 * j
         nr = min(4, rows - r0)
         v = np.empty((4, n + 2))
-        _biquad_adjoint_recursion4(g, r0, nr, coef, v)
+        gi = np.empty(4, dtype=np.int64)
+        a1 = np.empty(4)
+        a2 = np.empty(4)
+        for k in range(4):
+            r = r0 + min(k, nr - 1)
+            gi[k] = r
+            a1[k] = coef[r, 3]
+            a2[k] = coef[r, 4]
+        _allpole_adjoint4(g, gi, a1, a2, v, True)
         for k in range(nr):
             r = r0 + k
-            _biquad_adjoint_products(v[k], x, y, r, coef[r, 0], coef[r, 1], coef[r, 2], dx, dcoef)
+            for m in range(5):
+                dcoef[r, m] = 0.0
+            _adjoint_products(v[k], x[r], y[r], dx[r], coef[r], dcoef[r], True)
 
 
 @njit(**_OPTS)
@@ -796,11 +734,14 @@ def _zero_phase_row(src, dst, coef):
 
 
 @njit(**_OPTS)
-def crossover_forward(x, lp_low, lp_high, bands):
+def crossover_forward(x, lp_low, lp_high, bands, u_low, u_mid, keep):
     """Zero-phase three-band split (dsp/crossover.py): x (batch, channels, samples);
     lp_low, lp_high: (batch, 5) float64 Butterworth low-passes; bands: (batch, 3,
     channels, samples) receives low = ff(lp_low, x), mid = ff(lp_high, x - low),
-    high = (x - low) - mid."""
+    high = (x - low) - mid. With ``keep`` (training), each low-pass's forward-pass output
+    is also kept for the adjoint, u_low = F_low(x) and u_mid = F_high(x - low) (batch,
+    channels, samples); without it they are unused (pass (1, 1, 1) arrays) and each
+    filter runs in place in its band. The same arithmetic either way."""
     nb, nc, n = x.shape
     for job in prange(nb * nc):
         b = job // nc
@@ -808,41 +749,27 @@ def crossover_forward(x, lp_low, lp_high, bands):
         low = bands[b, 0, c]
         mid = bands[b, 1, c]
         high = bands[b, 2, c]
-        _zero_phase_row(x[b, c], low, lp_low[b])
+        if keep:
+            _biquad_pair_row(x[b, c], u_low[b, c], lp_low[b])
+            _biquad_pair_row(u_low[b, c][::-1], low[::-1], lp_low[b])
+        else:
+            _zero_phase_row(x[b, c], low, lp_low[b])
         for t in range(n):
             high[t] = x[b, c, t] - low[t]
-        _zero_phase_row(high, mid, lp_high[b])
-        for t in range(n):
-            high[t] = high[t] - mid[t]
-
-
-@njit(**_OPTS)
-def crossover_train_forward(x, lp_low, lp_high, bands, u_low, u_mid):
-    """:func:`crossover_forward` (the same arithmetic, bit-identical bands) that also keeps
-    each zero-phase filter's forward-pass output for the adjoint: u_low = F_low(x),
-    u_mid = F_high(x - low), (batch, channels, samples)."""
-    nb, nc, n = x.shape
-    for job in prange(nb * nc):
-        b = job // nc
-        c = job % nc
-        low = bands[b, 0, c]
-        mid = bands[b, 1, c]
-        high = bands[b, 2, c]
-        _biquad_pair_row(x[b, c], u_low[b, c], lp_low[b])
-        _biquad_pair_row(u_low[b, c][::-1], low[::-1], lp_low[b])
-        for t in range(n):
-            high[t] = x[b, c, t] - low[t]
-        _biquad_pair_row(high, u_mid[b, c], lp_high[b])
-        _biquad_pair_row(u_mid[b, c][::-1], mid[::-1], lp_high[b])
+        if keep:
+            _biquad_pair_row(high, u_mid[b, c], lp_high[b])
+            _biquad_pair_row(u_mid[b, c][::-1], mid[::-1], lp_high[b])
+        else:
+            _zero_phase_row(high, mid, lp_high[b])
         for t in range(n):
             high[t] = high[t] - mid[t]
 
 
 @njit(**_ROW)
-def _allpole_adjoint4(g, a1, a2, v, causal):
-    """The all-pole part of a biquad's adjoint on four rows at once (four independent
-    recursions in flight, as in :func:`_biquad_adjoint_recursion4`): g (4, samples), the
-    rows' poles a1, a2 (4,), v (4, samples + 2) float64. Causal filter (run forward in
+def _allpole_adjoint4(g, gi, a1, a2, v, causal):
+    """The all-pole part of a biquad's adjoint on four rows at once: the rows g[gi[l]] of
+    g (rows, samples), gi (4,), their poles a1, a2 (4,), into v (4, samples + 2) float64.
+    Each recursion alone is latency-bound; four in flight measured 3.7x two, on 32 rows. Causal filter (run forward in
     time): v[t] = g[t] - a1 v[t+1] - a2 v[t+2], run backwards, into v[:, 0 .. n-1] with
     v[:, n] = v[:, n+1] = 0. Anti-causal filter (the zero-phase filter's second pass,
     run backwards in time): v[t] = g[t] - a1 v[t-1] - a2 v[t-2], run forwards, into
@@ -852,6 +779,7 @@ def _allpole_adjoint4(g, a1, a2, v, causal):
     a1q, a2q = a1[1], a2[1]
     a1s, a2s = a1[2], a2[2]
     a1u, a2u = a1[3], a2[3]
+    g0, g1, g2, g3 = gi[0], gi[1], gi[2], gi[3]
     p1 = p2 = q1 = q2 = s1 = s2 = u1 = u2 = 0.0
     if causal:
         for k in range(4):
@@ -864,10 +792,10 @@ def _allpole_adjoint4(g, a1, a2, v, causal):
     o = 0 if causal else 2
     for i in range(n):
         t = n - 1 - i if causal else i
-        p = 1.0 * g[0, t] - a1p * p1 - a2p * p2
-        q = 1.0 * g[1, t] - a1q * q1 - a2q * q2
-        s = 1.0 * g[2, t] - a1s * s1 - a2s * s2
-        u = 1.0 * g[3, t] - a1u * u1 - a2u * u2
+        p = 1.0 * g[g0, t] - a1p * p1 - a2p * p2
+        q = 1.0 * g[g1, t] - a1q * q1 - a2q * q2
+        s = 1.0 * g[g2, t] - a1s * s1 - a2s * s2
+        u = 1.0 * g[g3, t] - a1u * u1 - a2u * u2
         v[0, t + o] = p
         v[1, t + o] = q
         v[2, t + o] = s
@@ -882,10 +810,12 @@ def _allpole_adjoint4(g, a1, a2, v, causal):
         u1 = u
 
 
+# reassociation only for the sums below (no recursion): they vectorize; float64 sums of
+# float32 products, reordered, differ from the sequential sum by ~1e-14 relative
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _adjoint_products(v, xin, yout, dx, coef, dcoef, causal):
-    """The rest of a biquad's adjoint after :func:`_allpole_adjoint2` (no recursion: these
-    loops vectorize, as in :func:`_biquad_adjoint_products`). Causal: dx[t] = b0 v[t] +
+    """The rest of a biquad's adjoint after :func:`_allpole_adjoint4` (no recursion: these
+    loops vectorize, one pass each). Causal: dx[t] = b0 v[t] +
     b1 v[t+1] + b2 v[t+2], db_k += v . x[t-k], da_k -= v . y[t-k]; anti-causal (v stored
     from index 2): dx[t] = b0 v[t] + b1 v[t-1] + b2 v[t-2], db_k += v . x[t+k], da_k -=
     v . y[t+k]. dcoef (5,) = (db0, db1, db2, da1, da2); dx may be the gradient itself."""
@@ -928,9 +858,30 @@ def _adjoint_products(v, xin, yout, dx, coef, dcoef, causal):
     dcoef[4] -= s4
 
 
+@njit(**_ROW)
+def _zero_phase_adjoint4(src, si, sc, u, out, items, chans, g, dsrc, coef, a1, a2, v, tmp, dcoef, slot):
+    """Adjoint of a zero-phase filter (u = F src forwards in time, out = F over u
+    backwards in time) on four lanes at once: lane l filtered src[si[l], sc[l]] into
+    u[items[l], chans[l]] and out[items[l], chans[l]] with coef[items[l]] (poles a1, a2
+    (4,)). g (4, samples): the gradient of out; dsrc (4, samples) receives src's (it may be
+    g); both passes' coefficient gradients are added to dcoef[slot[l]] (5,). v: (4,
+    samples + 2), tmp: (4, samples) float64 scratch."""
+    lanes = np.arange(4)
+    _allpole_adjoint4(g, lanes, a1, a2, v, False)  # through the backward pass
+    for lane in range(4):
+        b = items[lane]
+        c = chans[lane]
+        _adjoint_products(v[lane], u[b, c], out[b, c], tmp[lane], coef[b], dcoef[slot[lane]], False)
+    _allpole_adjoint4(tmp, lanes, a1, a2, v, True)  # tmp: u's gradient; through the forward pass
+    for lane in range(4):
+        b = items[lane]
+        c = chans[lane]
+        _adjoint_products(v[lane], src[si[lane], sc[lane]], u[b, c], dsrc[lane], coef[b], dcoef[slot[lane]], True)
+
+
 @njit(**_OPTS)
 def crossover_backward(x, lp_low, lp_high, bands, u_low, u_mid, gb, dx, dlow, dhigh):
-    """Adjoint of :func:`crossover_train_forward` for the bands' gradient gb (batch, 3,
+    """Adjoint of :func:`crossover_forward` (with ``keep``) for the bands' gradient gb (batch, 3,
     channels, samples): dx (batch, channels, samples); dlow, dhigh (batch, 5) float64,
     the coefficient gradients of the two low-passes (summed over channels and passes).
     Mono or stereo.
@@ -958,6 +909,8 @@ def crossover_backward(x, lp_low, lp_high, bands, u_low, u_mid, gb, dx, dlow, dh
         items = np.empty(4, dtype=np.int64)
         chans = np.empty(4, dtype=np.int64)
         slot = np.empty(4, dtype=np.int64)
+        lanes = np.arange(4)
+        zeros = np.zeros(4, dtype=np.int64)
         for lane in range(4):
             i = lane // 2
             c = lane % 2
@@ -975,32 +928,21 @@ def crossover_backward(x, lp_low, lp_high, bands, u_low, u_mid, gb, dx, dlow, dh
             for t in range(n):
                 upper[lane, t] = x[b, c, t] - bands[b, 0, c, t]  # the forward's own rounding
                 gl[lane, t] = 1.0 * gb[b, 1, c, t] - gb[b, 2, c, t]  # mid's whole gradient
-        # mid = ZP_high(upper): through its backward pass, then its forward pass
-        _allpole_adjoint4(gl, ah1, ah2, v, False)
+        # mid = ZP_high(upper), then low = ZP_low(x)
+        _zero_phase_adjoint4(upper.reshape(4, 1, n), lanes, zeros, u_mid, bands[:, 1], items, chans, gl, gu,
+                             lp_high, ah1, ah2, v, tmp, dh, slot)
         for lane in range(4):
             b = items[lane]
             c = chans[lane]
-            _adjoint_products(v[lane], u_mid[b, c], bands[b, 1, c], tmp[lane], lp_high[b], dh[slot[lane]], False)
-        _allpole_adjoint4(tmp, ah1, ah2, v, True)
-        for lane in range(4):
-            b = items[lane]
-            c = chans[lane]
-            _adjoint_products(v[lane], upper[lane], u_mid[b, c], gu[lane], lp_high[b], dh[slot[lane]], True)
             for t in range(n):
                 gu[lane, t] += gb[b, 2, c, t]  # upper's gradient
                 gl[lane, t] = 1.0 * gb[b, 0, c, t] - gu[lane, t]  # low's
-        # low = ZP_low(x)
-        _allpole_adjoint4(gl, al1, al2, v, False)
+        _zero_phase_adjoint4(x, items, chans, u_low, bands[:, 0], items, chans, gl, gl, lp_low, al1, al2, v, tmp, dl,
+                             slot)
         for lane in range(4):
-            b = items[lane]
-            c = chans[lane]
-            _adjoint_products(v[lane], u_low[b, c], bands[b, 0, c], tmp[lane], lp_low[b], dl[slot[lane]], False)
-        _allpole_adjoint4(tmp, al1, al2, v, True)
-        for lane in range(4):
-            b = items[lane]
-            c = chans[lane]
-            _adjoint_products(v[lane], x[b, c], u_low[b, c], gl[lane], lp_low[b], dl[slot[lane]], True)
             if slot[lane] < 2:
+                b = items[lane]
+                c = chans[lane]
                 for t in range(n):
                     dx[b, c, t] = gu[lane, t] + gl[lane, t]
         for i in range(2):
@@ -1169,49 +1111,13 @@ def band_compress_backward(bands, log_power, power, gain_db, gain_lin, thr, slop
 
 # ------------------------------------------------------------ fused stereo width (no adjoint)
 @njit(**_OPTS)
-def width_forward(x, coef, width, out):
+def width_forward(x, coef, width, out, o, h, keep):
     """Mid/side width in one pass (dsp/width.py): x, out (batch, 2, samples); coef
     (batch, 2, 5) float64, the side's high-pass sections; width (batch,) float64.
-    side = 0.5 (L - R) through both sections, times width; L, R = mid +- side."""
-    nb = x.shape[0]
-    n = x.shape[2]
-    for b in prange(nb):
-        b00 = coef[b, 0, 0]
-        b01 = coef[b, 0, 1]
-        b02 = coef[b, 0, 2]
-        a01 = coef[b, 0, 3]
-        a02 = coef[b, 0, 4]
-        b10 = coef[b, 1, 0]
-        b11 = coef[b, 1, 1]
-        b12 = coef[b, 1, 2]
-        a11 = coef[b, 1, 3]
-        a12 = coef[b, 1, 4]
-        w = width[b]
-        s01 = 0.0
-        s02 = 0.0
-        s11 = 0.0
-        s12 = 0.0
-        for t in range(n):
-            left = np.float64(x[b, 0, t])
-            right = np.float64(x[b, 1, t])
-            mid = 0.5 * (left + right)
-            v = 0.5 * (left - right)
-            o = b00 * v + s01
-            s01 = b01 * v - a01 * o + s02
-            s02 = b02 * v - a02 * o
-            side = b10 * o + s11
-            s11 = b11 * o - a11 * side + s12
-            s12 = b12 * o - a12 * side
-            side = w * side
-            out[b, 0, t] = mid + side
-            out[b, 1, t] = mid - side
-
-
-@njit(**_OPTS)
-def width_train_forward(x, coef, width, out, o, h):
-    """:func:`width_forward` (the same arithmetic, bit-identical output) that also keeps,
-    for the adjoint, the side's output of the first high-pass section o and of the second
-    h (before the width), (batch, samples) in x's dtype."""
+    side = 0.5 (L - R) through both sections, times width; L, R = mid +- side. With
+    ``keep`` (training) the side after the first section (o) and after the second (h,
+    before the width) are kept for the adjoint, (batch, samples) in x's dtype; without
+    it they are unused (pass (1, 1) arrays)."""
     nb = x.shape[0]
     n = x.shape[2]
     for b in prange(nb):
@@ -1241,8 +1147,9 @@ def width_train_forward(x, coef, width, out, o, h):
             side = b10 * u + s11
             s11 = b11 * u - a11 * side + s12
             s12 = b12 * u - a12 * side
-            o[b, t] = u
-            h[b, t] = side
+            if keep:
+                o[b, t] = u
+                h[b, t] = side
             side = w * side
             out[b, 0, t] = mid + side
             out[b, 1, t] = mid - side
@@ -1250,7 +1157,7 @@ def width_train_forward(x, coef, width, out, o, h):
 
 @njit(**_OPTS)
 def width_backward(x, coef, width, o, h, g, dx, dcoef, dwidth):
-    """Adjoint of :func:`width_train_forward` for the output gradient g (batch, 2,
+    """Adjoint of :func:`width_forward` (with ``keep``) for the output gradient g (batch, 2,
     samples): dx like x; dcoef (batch, 2, 5) and dwidth (batch,) float64. With
     gm = g_L + g_R and gs = g_L - g_R: the width gets sum(h gs), the side w gs goes back
     through both sections, and L, R get (gm +- g_side) / 2. A job takes four items, their
@@ -1265,6 +1172,7 @@ def width_backward(x, coef, width, o, h, g, dx, dcoef, dwidth):
         a1 = np.empty(4)
         a2 = np.empty(4)
         dc = np.zeros((4, 2, 5))
+        lanes = np.arange(4)
         for lane in range(4):
             b = min(4 * j + lane, nb - 1)
             w = width[b]
@@ -1278,13 +1186,13 @@ def width_backward(x, coef, width, o, h, g, dx, dcoef, dwidth):
                 dwidth[b] = dw
             a1[lane] = coef[b, 1, 3]
             a2[lane] = coef[b, 1, 4]
-        _allpole_adjoint4(gh, a1, a2, v, True)
+        _allpole_adjoint4(gh, lanes, a1, a2, v, True)
         for lane in range(4):
             b = min(4 * j + lane, nb - 1)
             _adjoint_products(v[lane], o[b], h[b], gu[lane], coef[b, 1], dc[lane, 1], True)
             a1[lane] = coef[b, 0, 3]
             a2[lane] = coef[b, 0, 4]
-        _allpole_adjoint4(gu, a1, a2, v, True)
+        _allpole_adjoint4(gu, lanes, a1, a2, v, True)
         for lane in range(4):
             b = 4 * j + lane
             if b >= nb:

@@ -435,8 +435,7 @@ def _xover_cpu(x: Tensor, lp_low: Tensor, lp_high: Tensor) -> tuple[Tensor, Tens
     bands = torch.empty(b, 3, c, n, dtype=x.dtype)
     u_low = torch.empty_like(x)
     u_mid = torch.empty_like(x)
-    _cpu().crossover_train_forward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands), _np(u_low),
-                                   _np(u_mid))
+    _cpu().crossover_forward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands), _np(u_low), _np(u_mid), True)
     return bands, u_low, u_mid
 
 
@@ -677,7 +676,8 @@ def multiband_pass(x: Tensor, lp_low: Tensor, lp_high: Tensor, threshold_db: Ten
         b, c, n = x.shape
         k = threshold_db.shape[1]
         bands = torch.empty(b, k, c, n, dtype=x.dtype)
-        _cpu().crossover_forward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands))
+        unused = np.empty((1, 1, 1), dtype=_np(x).dtype)
+        _cpu().crossover_forward(_np(x), _np(_f64(lp_low)), _np(_f64(lp_high)), _np(bands), unused, unused, False)
         power = torch.empty(b, k, n, dtype=x.dtype)
         _cpu().band_power_forward(_np(bands), float(a_rms), float(power_floor), _np(power))
         log_power = power.log10_()  # vectorized, in place
@@ -697,7 +697,9 @@ def width_pass(x: Tensor, coef: Tensor, width: Tensor) -> Tensor:
     with torch.no_grad():
         x = x.contiguous()
         out = torch.empty_like(x)
-        _cpu().width_forward(_np(x), _np(_f64(coef).contiguous()), _np(_f64(width).contiguous()), _np(out))
+        unused = np.empty((1, 1), dtype=_np(x).dtype)
+        _cpu().width_forward(_np(x), _np(_f64(coef).contiguous()), _np(_f64(width).contiguous()), _np(out), unused,
+                             unused, False)
         return out
 
 
@@ -707,7 +709,7 @@ def _width_cpu(x: Tensor, coef: Tensor, width: Tensor) -> tuple[Tensor, Tensor, 
     out = torch.empty_like(x)
     o = torch.empty(x.shape[0], x.shape[2], dtype=x.dtype)
     h = torch.empty_like(o)
-    _cpu().width_train_forward(_np(x), _np(_f64(coef)), _np(_f64(width)), _np(out), _np(o), _np(h))
+    _cpu().width_forward(_np(x), _np(_f64(coef)), _np(_f64(width)), _np(out), _np(o), _np(h), True)
     return out, o, h
 
 
