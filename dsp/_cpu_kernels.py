@@ -1036,10 +1036,11 @@ def band_compress_backward(bands, log_power, power, gain_db, gain_lin, thr, slop
     floored power, gain_db and gain_lin (= 10^(gain_db/20)), all (batch, K, samples);
     the transcendental functions are computed by the caller, vectorized.
     gy (batch, channels, samples) is the gradient of the output, gg (batch, K, samples)
-    that of the gain trace. Writes dbands (like bands), dthr, dslope (batch, K) and
+    that of the gain trace ((1, 1, 1) when the trace got none). Writes dbands (like bands), dthr, dslope (batch, K) and
     dalpha (batch, K, 2) float64 (release, attack; the caller sums over K). The static
     curve and the smoother's branch are re-derived from log_power and gain_db."""
     nb, nk, nc, n = bands.shape
+    has_gg = gg.shape[2] == n
     half = 0.5 * knee
     w_safe = max(knee, 1e-6)
     inv_nc2 = 2.0 / nc
@@ -1065,7 +1066,7 @@ def band_compress_backward(bands, log_power, power, gain_db, gain_lin, thr, slop
             acc = 0.0
             for c in range(nc):
                 acc += np.float64(gy[b, c, t]) * np.float64(bands[b, k, c, t])
-            v = ln10_20 * glin * acc + np.float64(gg[b, k, t]) + a_next * v_next
+            v = ln10_20 * glin * acc + (np.float64(gg[b, k, t]) if has_gg else 0.0) + a_next * v_next
             over = 10.0 * np.float64(log_power[b, k, t]) - t_db
             if 2.0 * over > knee:
                 region = 1

@@ -563,17 +563,20 @@ def _bandcomp_setup(ctx, inputs, output):
     bands, thr, slope, alpha, knee, a_rms, floor = inputs
     y, gain_db, power, log_power, gain_lin = output
     ctx.mark_non_differentiable(power, log_power, gain_lin)
+    ctx.set_materialize_grads(False)  # no zero-filled (batch, K, samples) gradients for the saved outputs
     ctx.consts = (knee, a_rms, floor)
     ctx.dtypes = (thr.dtype, slope.dtype, alpha.dtype)
     ctx.save_for_backward(bands, thr, slope, alpha, power, log_power, gain_db, gain_lin)
 
 
 def _bandcomp_backward(ctx, gy, ggain, gpower, glog, glin):
+    if gy is None and ggain is None:
+        return None, None, None, None, None, None, None
     bands, thr, slope, alpha, power, log_power, gain_db, gain_lin = ctx.saved_tensors
     if gy is None:
         gy = bands.new_zeros(bands.shape[0], bands.shape[2], bands.shape[3])
-    if ggain is None:
-        ggain = torch.zeros_like(gain_db)
+    if ggain is None:  # the gain trace took no part in the loss: a zero the kernels broadcast
+        ggain = gain_db.new_zeros(1, 1, 1)
     dbands, dthr, dslope, dalpha = _bandcomp_bwd(bands, thr, slope, alpha, *ctx.consts, power, log_power, gain_db,
                                                  gain_lin, gy.to(bands.dtype), ggain.to(bands.dtype))
     return (dbands, dthr.to(ctx.dtypes[0]), dslope.to(ctx.dtypes[1]), dalpha.sum(dim=1).to(ctx.dtypes[2]),
