@@ -724,13 +724,13 @@ def _biquad_pair_row(src, dst, coef):
 
 
 @njit(**_ROW)
-def _zero_phase_row(src, dst, coef):
-    """dst = the biquad ``coef`` (b0, b1, b2, a1, a2) run forward over src, then backward
-    over its own output, in place (a reversed view, no flipped copy), each pass rounding
-    to dst's dtype. src, dst: contiguous 1-D; coef: (5,)."""
-    _biquad_pair_row(src, dst, coef)
-    r = dst[::-1]
-    _biquad_pair_row(r, r, coef)
+def _zero_phase_row(src, dst, coef, u):
+    """dst = the biquad ``coef`` (b0, b1, b2, a1, a2) run forward over src into u, then
+    backward over u (reversed views, no flipped copies), each pass rounding to the
+    output's dtype. u may be dst itself (in place), or a buffer that keeps the forward
+    pass for the adjoint. src, dst, u: contiguous 1-D; coef: (5,)."""
+    _biquad_pair_row(src, u, coef)
+    _biquad_pair_row(u[::-1], dst[::-1], coef)
 
 
 @njit(**_OPTS)
@@ -749,18 +749,10 @@ def crossover_forward(x, lp_low, lp_high, bands, u_low, u_mid, keep):
         low = bands[b, 0, c]
         mid = bands[b, 1, c]
         high = bands[b, 2, c]
-        if keep:
-            _biquad_pair_row(x[b, c], u_low[b, c], lp_low[b])
-            _biquad_pair_row(u_low[b, c][::-1], low[::-1], lp_low[b])
-        else:
-            _zero_phase_row(x[b, c], low, lp_low[b])
+        _zero_phase_row(x[b, c], low, lp_low[b], u_low[b, c] if keep else low)
         for t in range(n):
             high[t] = x[b, c, t] - low[t]
-        if keep:
-            _biquad_pair_row(high, u_mid[b, c], lp_high[b])
-            _biquad_pair_row(u_mid[b, c][::-1], mid[::-1], lp_high[b])
-        else:
-            _zero_phase_row(high, mid, lp_high[b])
+        _zero_phase_row(high, mid, lp_high[b], u_mid[b, c] if keep else mid)
         for t in range(n):
             high[t] = high[t] - mid[t]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from dsp._ops import fused_cpu_ok, stereo_width_op, width_pass
-from dsp.biquad import apply_biquad_cascade, highpass_or_identity
+from dsp.biquad import highpass_or_identity
 from dsp.crossover import BUTTERWORTH_Q
 from dsp.processor import Processor
 from dsp.ranges import ParamRange
@@ -42,13 +42,10 @@ def stereo_width(x: torch.Tensor, width: torch.Tensor, mono_below_hz: torch.Tens
         return x  # the identity setting, exactly (M/S and back would round)
     if not recording and mono_below_hz is not None and fused_cpu_ok(x):
         return width_pass(x, _lr4_highpass(mono_below_hz, sample_rate), width)
-    if mono_below_hz is not None:  # the composition below as one op with its own adjoint (dsp._ops)
+    if mono_below_hz is not None:  # mid/side, the side's high-pass and the width as one op (dsp._ops)
         return stereo_width_op(x, _lr4_highpass(mono_below_hz, sample_rate), width)
     mid = 0.5 * (x[:, 0] + x[:, 1])
-    side = 0.5 * (x[:, 0] - x[:, 1])
-    if mono_below_hz is not None:
-        side = apply_biquad_cascade(side[:, None], _lr4_highpass(mono_below_hz, sample_rate))[:, 0]
-    side = side * width.to(x.dtype)[:, None]
+    side = 0.5 * (x[:, 0] - x[:, 1]) * width.to(x.dtype)[:, None]
     return torch.stack([mid + side, mid - side], dim=1)
 
 
